@@ -1,0 +1,46 @@
+"""qwen_core — a fast, correct, synchronous streaming client for the Qwen Spaces.
+
+>>> import qwen_core
+>>> for text in qwen_core.stream_chat("qwen-2.5-max", [{"role": "user", "content": "Hi"}]):
+...     print(text, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+from . import events
+from .client import EventStream, astream_chat, astream_events, stream_chat, stream_events
+from .errors import (
+    GenerationError,
+    InvalidRequest,
+    QueueFull,
+    RateLimited,
+    SpaceAPIChanged,
+    SpaceError,
+    SpaceUnavailable,
+)
+from .events import Event
+from .models import MODELS, Model, resolve_model
+from .settings import parse_space_urls
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MODELS",
+    "Model",
+    "resolve_model",
+    "stream_chat",
+    "stream_events",
+    "astream_chat",
+    "astream_events",
+    "EventStream",
+    "Event",
+    "events",
+    "parse_space_urls",
+    "SpaceError",
+    "SpaceUnavailable",
+    "QueueFull",
+    "RateLimited",
+    "SpaceAPIChanged",
+    "GenerationError",
+    "InvalidRequest",
+]
