@@ -48,8 +48,10 @@ def _appended(old: Any, value: Any) -> Any:
 def apply_edit(outputs: list[Any], index: int, op: str, path: list[Any], value: Any) -> None:
     """Apply one edit to ``outputs[index]`` in place; raises :class:`DiffError` if it does
     not fit (unknown op, path not present, wrong types)."""
-    if op not in OPS:
-        raise DiffError(f"unknown diff operation {op!r}")
+    if not isinstance(op, str) or op not in OPS:  # a list op is unhashable
+        raise DiffError(f"unknown diff operation {op!r:.100}")
+    if type(index) is not int or not 0 <= index < len(outputs):
+        raise DiffError(f"diff for output {index!r:.100}, but there are {len(outputs)} outputs")
     if not isinstance(path, list):
         raise DiffError(f"diff path must be a list, got {type(path).__name__}")
     if not path:

@@ -94,7 +94,8 @@ def layout_from_config(adapter: type[SpaceAdapter], config: Any) -> Layout:
             chosen = shaped[0]
     if chosen is None:
         if expected is None:
-            found = f"it has no event {adapter.fn_index} ({len(deps)} events)"
+            called = f" (api_name {adapter.api_name!r})" if adapter.api_name else ""
+            found = f"it has no event {adapter.fn_index}{called} ({len(deps)} events)"
         else:
             found = (
                 f"event {adapter.fn_index} takes {_describe(types(expected.get('inputs')))} "

@@ -13,6 +13,7 @@ happens (a new message, a rewrite, the final result).
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -87,13 +88,16 @@ class _Channel:
 
     def update(self, new: str) -> str | None:
         """Make the channel hold ``new``; return the appended delta, or None if rewritten."""
-        old = self.text()
-        if new.startswith(old):
-            if len(new) > len(old):
-                self.chunks.append(new[len(old):])
-            return new[len(old):]
-        self.chunks = [new]
-        return None
+        # compare chunk by chunk instead of joining them (no copy of the whole text), then
+        # keep ``new`` itself: it already holds the text, so the chunks can be dropped
+        pos = 0
+        for chunk in self.chunks:
+            if not new.startswith(chunk, pos):
+                self.chunks = [new]
+                return None
+            pos += len(chunk)
+        self.chunks = [new] if new else []
+        return new[pos:]
 
 
 class TurnDecoder:
@@ -148,7 +152,7 @@ class TurnDecoder:
             if not exc.partial:
                 exc.partial = self.answer
             raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise SpaceAPIChanged(
                 f"the Space sent a queue message qwen_core cannot read ({exc!r})",
                 space_id=self.adapter.space_id,
@@ -177,6 +181,15 @@ class TurnDecoder:
             return []
         if message.get("message") == Msg.SERVER_STOPPED:
             raise SpaceUnavailable("the Space's server stopped unexpectedly")
+        if kind == Msg.UNEXPECTED_ERROR and message.get("event_id") is None:
+            # session-level (Gradio sends these without an event id, then ends the stream)
+            text = str(message.get("message") or "unexpected error")
+            if message.get("session_not_found"):
+                raise SpaceUnavailable(
+                    f"the Space lost this request ({text}); it may have restarted — try again",
+                    space_message=text,
+                )
+            raise GenerationError(f"the Space failed: {text}", space_message=text)
         if self.event_id is not None and message.get("event_id") != self.event_id:
             return []  # another job on the same session stream
         if self.finished:
@@ -232,7 +245,7 @@ class TurnDecoder:
                 output.get("title") if isinstance(output, Mapping) else None
             )
             if said:
-                text = str(said)
+                text = _unquote(str(said))
                 prefix = f"{title}: " if title and title != "Error" else ""
                 raise GenerationError(f"the Space reported an error: {prefix}{text}",
                                       space_message=text)
@@ -400,6 +413,18 @@ class TurnDecoder:
             self._answer.chunks.append(held)
             return [TextDelta(held)]
         return []
+
+
+def _unquote(text: str) -> str:
+    """Gradio 4's ``gr.Error`` arrives as ``repr(message)``: show the message itself."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return text
+        if isinstance(value, str):
+            return value
+    return text
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -273,7 +273,7 @@ def sse_problem(request: Request, status: int, content_type: str) -> SpaceError 
 def decode_sse_data(data: str) -> Any:
     try:
         return json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise SpaceAPIChanged(f"the Space sent a malformed queue message: {data[:200]!r}") from exc
 
 

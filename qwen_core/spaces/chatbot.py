@@ -10,6 +10,7 @@ from ..conversation import Conversation
 from .base import Layout, Path, Segment
 
 __all__ = [
+    "modelscope_message",
     "uses_messages_format",
     "tuples_history",
     "messages_history",
@@ -25,6 +26,14 @@ def uses_messages_format(layout: Layout, input_index: int) -> bool:
     if input_index < len(layout.input_props):
         return layout.input_props[input_index].get("type") == "messages"
     return False
+
+
+def modelscope_message(text: str) -> dict[str, Any]:
+    """One side of a modelscope_studio (0.5) Chatbot pair, as the Space's page sends it."""
+    return {
+        "id": None, "elem_id": None, "elem_classes": None, "name": None,
+        "text": text, "flushing": None, "avatar": "", "files": [],
+    }
 
 
 def tuples_history(conv: Conversation) -> list[list[str]]:

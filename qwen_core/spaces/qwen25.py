@@ -12,7 +12,7 @@ from typing import Any
 
 from ..conversation import Conversation
 from .base import Layout, ModelSpec, Payload, Segment, SpaceAdapter
-from .chatbot import pair_segments, tuples_history
+from .chatbot import modelscope_message, pair_segments
 
 TEXT = frozenset({"textbox"})
 CHATBOT = frozenset({"modelscopechatbot", "chatbot"})
@@ -52,8 +52,9 @@ class Qwen25(SpaceAdapter):
     def build(
         cls, model: ModelSpec, conv: Conversation, layout: Layout, options: Mapping[str, Any]
     ) -> Payload:
+        history = [[modelscope_message(u), modelscope_message(a)] for u, a in conv.turns]
         return Payload(
-            data=[conv.prompt, tuples_history(conv), cls.system_text(conv), model.variant],
+            data=[conv.prompt, history, cls.system_text(conv), model.variant],
             answer_index=len(conv.turns),
         )
 

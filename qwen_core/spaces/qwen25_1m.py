@@ -15,24 +15,10 @@ from typing import Any
 
 from ..conversation import Conversation
 from .base import Layout, ModelSpec, Payload, Segment, SpaceAdapter
-from .chatbot import pair_segments
+from .chatbot import modelscope_message, pair_segments
 
 PLACEHOLDER = "Qwen is thinking..."
 SUMMARY_MARKER = "\n<summary>"
-
-
-def user_message(text: str) -> dict[str, Any]:
-    return {
-        "id": None, "elem_id": None, "elem_classes": None, "name": None,
-        "text": text, "flushing": None, "avatar": "", "files": [],
-    }
-
-
-def bot_message(text: str) -> list[dict[str, Any]]:
-    return [{
-        "id": None, "elem_id": None, "elem_classes": None, "name": None,
-        "text": text, "flushing": None, "avatar": "", "files": [],
-    }]
 
 
 class Qwen25_1M(SpaceAdapter):
@@ -57,9 +43,9 @@ class Qwen25_1M(SpaceAdapter):
     ) -> Payload:
         prompt = conv.prompt if not conv.system else f"{conv.system}\n\n{conv.prompt}"
         chatbot: list[list[Any]] = [
-            [user_message(u), bot_message(a)] for u, a in conv.turns
+            [modelscope_message(u), [modelscope_message(a)]] for u, a in conv.turns
         ]
-        chatbot.append([user_message(prompt), None])
+        chatbot.append([modelscope_message(prompt), None])
         return Payload(data=[chatbot, None, 0], answer_index=len(conv.turns))
 
     @classmethod

@@ -5,7 +5,8 @@ the conversation lives in server-side state, so earlier turns are flattened into
 message. Output 5 is the chatbot: a list of messages whose assistant ``content`` is a list
 of items — ``{"type": "tool"}`` items hold the thinking (title in ``options.title``),
 ``{"type": "text"}`` items the answer. A tool item whose ``options.status`` is not
-``done`` gives its title as a status line."""
+``done`` gives its title as a status line. The chatbot output arrives either as the
+message list or wrapped in an update object (``{"value": [...], "__type__": "update"}``)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,9 @@ class Qwen3(SpaceAdapter):
     @classmethod
     def segments(cls, outputs: list[Any], payload: Payload) -> list[Segment]:
         chatbot = outputs[CHATBOT_OUTPUT] if len(outputs) > CHATBOT_OUTPUT else None
+        root: tuple[Any, ...] = (CHATBOT_OUTPUT,)
+        if isinstance(chatbot, Mapping):  # a gr.update(value=[...]) from the pro chatbot
+            chatbot, root = chatbot.get("value"), (CHATBOT_OUTPUT, "value")
         if not isinstance(chatbot, list):
             return []
         last_user = max(
@@ -75,7 +79,7 @@ class Qwen3(SpaceAdapter):
             message = chatbot[i]
             if not isinstance(message, Mapping) or message.get("role") != "assistant":
                 continue
-            base = (CHATBOT_OUTPUT, i, "content")
+            base = (*root, i, "content")
             content = message.get("content")
             if isinstance(content, str):
                 segments.append(Segment("answer", base))

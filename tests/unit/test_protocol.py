@@ -14,8 +14,9 @@ from qwen_core.events import (
 )
 from qwen_core.protocol import TurnDecoder
 from qwen_core.spaces.base import Payload
+from qwen_core.spaces.chatbot import modelscope_message
 from qwen_core.spaces.qwen3 import Qwen3
-from qwen_core.spaces.qwen25_1m import Qwen25_1M, bot_message, user_message
+from qwen_core.spaces.qwen25_1m import Qwen25_1M
 from qwen_core.spaces.qwen25_max import Qwen25Max
 
 EID = "ev1"
@@ -194,13 +195,13 @@ def one_m_decoder():
 
 def test_1m_placeholder_is_status_and_summary_tail_is_reasoning():
     d = one_m_decoder()
-    user = user_message("q")
+    user = modelscope_message("q")
     events = feed_all(d, [
-        gen([[[user, bot_message("Qwen is thinking...")]], None, 0]),
+        gen([[[user, [modelscope_message("Qwen is thinking...")]]], None, 0]),
         gen([[["replace", [0, 1, 0, "text"], "The answer"]], [], []]),
         gen([[["append", [0, 1, 0, "text"], " is 42.\n<sum"]], [], []]),
         gen([[["append", [0, 1, 0, "text"], "mary>Read 1 file</summary>"]], [], []]),
-        done([[[user, bot_message("The answer is 42.\n<summary>Read 1 file</summary>")]],
+        done([[[user, [modelscope_message("The answer is 42.\n<summary>Read 1 file</summary>")]]],
               None, 0]),
     ])
     assert events[0] == Status("Qwen is thinking...")
@@ -214,13 +215,13 @@ def test_1m_placeholder_is_status_and_summary_tail_is_reasoning():
 
 def test_1m_text_resembling_marker_start_is_released_at_the_end():
     d = one_m_decoder()
-    user = user_message("q")
+    user = modelscope_message("q")
     events = feed_all(d, [
-        gen([[[user, bot_message("")]], None, 0]),
+        gen([[[user, [modelscope_message("")]]], None, 0]),
         gen([[["append", [0, 1, 0, "text"], "ends with\n<su"]], [], []]),
     ])
     assert texts(events) == "ends with"  # held back: might be the marker
-    events = d.feed(done([[[user, bot_message("ends with\n<su")]], None, 0]))
+    events = d.feed(done([[[user, [modelscope_message("ends with\n<su")]]], None, 0]))
     assert events[-1] == Done("ends with\n<su")
 
 

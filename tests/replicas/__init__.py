@@ -1,0 +1,1 @@
+"""Replica Spaces: real Gradio servers reproducing each Qwen Space's event layout."""
