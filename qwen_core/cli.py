@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     messages.append({"role": "user", "content": question})
     options = {} if args.thinking_budget is None else {"thinking_budget": args.thinking_budget}
     out, err = sys.stdout, sys.stderr
+    wrote = False
     try:
         with stream_events(args.model, messages, base_url=args.base_url,
                            timeout=args.timeout, **options) as events:
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if isinstance(event, TextDelta):
                     out.write(event.text)
                     out.flush()
+                    wrote = True
                 elif isinstance(event, TextReplaced):
                     out.write(f"\n[the Space rewrote its answer]\n{event.text}")
                 elif isinstance(event, ReasoningDelta) and args.show_reasoning:
@@ -72,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 elif isinstance(event, Done):
                     out.write("\n")
     except SpaceError as exc:
-        out.write("\n")
+        if wrote:
+            out.write("\n")
         err.write(f"error: {type(exc).__name__}: {exc}\n")
         return 1
     except KeyboardInterrupt:
