@@ -1,4 +1,5 @@
-"""Replica of Qwen/Qwen2.5-Max-Demo (Gradio 5, tuples Chatbot).
+"""Replica of Qwen/Qwen2.5-Max-Demo (Gradio 5, tuples Chatbot); Qwen/Qwen2-72B-Instruct
+(Gradio 4) has the same layout and reuses :func:`build` (see qwen2_72b_g4.py).
 
 fn_index 0 = chat: inputs [Textbox query, Chatbot history (tuples), Textbox system],
 outputs [Textbox, Chatbot, Textbox]. Each yield is ``('', history + [[query, partial]],
@@ -17,7 +18,7 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 Pair = list[str | None]
 
 
-def build(log: EventLog) -> gr.Blocks:
+def build(log: EventLog, title: str = "Qwen2.5-Max", heading: str = "Qwen2.5-Max") -> gr.Blocks:
     def model_chat(
         query: str | None,
         history: list[Pair] | None,
@@ -42,15 +43,15 @@ def build(log: EventLog) -> gr.Blocks:
         system = system or DEFAULT_SYSTEM
         return system, system, []
 
-    with gr.Blocks(title="Qwen2.5-Max") as demo:
-        gr.Markdown("<center><font size=8>Qwen2.5-Max (replica)</center>")
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(f"<center><font size=8>{heading} (replica)</center>")
         with gr.Row():
             with gr.Column(scale=3):
                 system_input = gr.Textbox(value=DEFAULT_SYSTEM, lines=1, label="System")
             with gr.Column(scale=1):
                 modify_system = gr.Button("🛠️ Set system prompt and clear history", scale=2)
             system_state = gr.Textbox(value=DEFAULT_SYSTEM, visible=False)
-        chatbot = gr.Chatbot(label="Qwen2.5-Max", type="tuples")
+        chatbot = gr.Chatbot(label=title, type="tuples")
         textbox = gr.Textbox(lines=1, label="Input")
         with gr.Row():
             clear_history = gr.Button("🧹 Clear history")

@@ -1,79 +1,19 @@
 """Replica of Qwen/Qwen2-72B-Instruct (Gradio 4, tuples Chatbot).
 
-fn_index 0 = chat: inputs [Textbox query, Chatbot history (tuples), Textbox system],
-outputs [Textbox, Chatbot, Textbox]. Each yield is ``('', history + [[query, partial]],
-system)``, like the real app.
+Same event layout as the Qwen2.5-Max Space: fn_index 0 = chat, inputs [Textbox query,
+Chatbot history (tuples), Textbox system], outputs [Textbox, Chatbot, Textbox]; it runs
+on Gradio 4 (no API prefix), so the shared builder runs in the Gradio 4 venv.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import gradio as gr
-from _common import EventLog, Generation, launch, parse_args, script, session_of, stream_tokens
-
-DEFAULT_SYSTEM = "You are a helpful assistant."
-
-Pair = list[str | None]
-
-
-def build(log: EventLog) -> gr.Blocks:
-    def model_chat(
-        query: str | None,
-        history: list[Pair] | None,
-        system: str | None,
-        request: gr.Request,
-    ) -> Iterator[tuple[str, list[Pair], str]]:
-        query = query or ""
-        history = [list(pair) for pair in (history or [])]
-        system = system if system is not None else DEFAULT_SYSTEM
-        plan = script.plan(query, system=system, history=history, variant=None)
-        session = session_of(request)
-        with Generation(log, session, query):
-            answer = ""
-            for token in stream_tokens(plan, log, session=session):
-                answer += token
-                yield "", [*history, [query, answer]], system
-
-    def clear_session() -> tuple[str, list[Pair]]:
-        return "", []
-
-    def modify_system_session(system: str) -> tuple[str, str, list[Pair]]:
-        system = system or DEFAULT_SYSTEM
-        return system, system, []
-
-    with gr.Blocks(title="Qwen2-72B-Instruct") as demo:
-        gr.Markdown("<center><font size=8>Qwen2-72B-Instruct Bot (replica)</center>")
-        with gr.Row():
-            with gr.Column(scale=3):
-                system_input = gr.Textbox(value=DEFAULT_SYSTEM, lines=1, label="System")
-            with gr.Column(scale=1):
-                modify_system = gr.Button("🛠️ Set system prompt and clear history", scale=2)
-            system_state = gr.Textbox(value=DEFAULT_SYSTEM, visible=False)
-        chatbot = gr.Chatbot(label="Qwen2-72B-Instruct", type="tuples")
-        textbox = gr.Textbox(lines=1, label="Input")
-        with gr.Row():
-            clear_history = gr.Button("🧹 Clear history")
-            submit = gr.Button("🚀 Send")
-
-        chat_io = {
-            "inputs": [textbox, chatbot, system_state],
-            "outputs": [textbox, chatbot, system_input],
-        }
-        textbox.submit(model_chat, **chat_io, concurrency_limit="default")  # fn_index 0
-        submit.click(model_chat, **chat_io, concurrency_limit="default")  # 1
-        clear_history.click(clear_session, inputs=[], outputs=[textbox, chatbot])  # 2
-        modify_system.click(  # 3
-            modify_system_session,
-            inputs=[system_input],
-            outputs=[system_state, system_input, chatbot],
-        )
-    return demo
+from _common import EventLog, launch, parse_args
+from qwen25_max_g5 import build
 
 
 def main() -> None:
     options = parse_args(__doc__ or "")
-    launch(build(EventLog(options.log)), options)
+    launch(build(EventLog(options.log), "Qwen2-72B-Instruct", "Qwen2-72B-Instruct Bot"), options)
 
 
 if __name__ == "__main__":
