@@ -21,6 +21,10 @@ OPS = frozenset({"replace", "append", "add", "delete"})
 class DiffError(SpaceAPIChanged):
     """An edit the Space sent cannot be applied to the outputs we hold."""
 
+    def __init__(self, detail: str, **kw: Any) -> None:
+        # said to a person: what happened first, the technical detail in brackets
+        super().__init__(f"the Space sent an update qwen_core cannot apply ({detail})", **kw)
+
 
 def _step(container: Any, key: Any) -> Any:
     if isinstance(container, list):

@@ -418,9 +418,14 @@ class TurnDecoder:
 def _unquote(text: str) -> str:
     """Gradio 4's ``gr.Error`` arrives as ``repr(message)``: show the message itself."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        inner = text[1:-1]
+        if "\\" not in inner and text[0] not in inner:
+            return inner  # the common case, without the parser
         try:
             value = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError, SystemError):
+            # SystemError: CPython 3.11's parser is not thread-safe (a Streamlit server
+            # may decode two errors at once); the quoted text is still readable
             return text
         if isinstance(value, str):
             return value
