@@ -29,7 +29,7 @@ def _model(name: str) -> ModelSpec:
     aliases: tuple[str, ...] = (name.replace("qwen3-", "qwen-3-"),)
     if name == "qwen3-235b-a22b":
         aliases += ("qwen3", "qwen-3", "qwen-qwen3-demo")
-    return ModelSpec(name, name.replace("qwen3", "Qwen3").replace("b-a", "B-A"), name, aliases)
+    return ModelSpec(name, "Qwen3-" + name.removeprefix("qwen3-").upper(), name, aliases)
 
 
 class Qwen3(SpaceAdapter):
