@@ -414,7 +414,7 @@ class Coalescer:
         interval: float = 0.05,
         *,
         clock: Callable[[], float] = time.monotonic,
-        chars_per_second: float = 2_000_000.0,
+        chars_per_second: float = 200_000.0,
     ) -> None:
         self.interval = interval
         self.chars_per_second = chars_per_second
@@ -452,7 +452,7 @@ def coalesce(
     interval: float = 0.05,
     *,
     clock: Callable[[], float] = time.monotonic,
-    chars_per_second: float = 2_000_000.0,
+    chars_per_second: float = 200_000.0,
 ) -> Iterator[str]:
     """Re-chunk ``chunks``: yield at most every ``interval`` seconds, plus a final flush.
     An empty chunk is a tick (no text, but a chance to flush a due batch), so a source can
