@@ -156,3 +156,17 @@ def launch(demo: gr.Blocks, options: Options, *, api_open: bool = False) -> None
     if GRADIO_MAJOR >= 5:
         kwargs["ssr_mode"] = False
     demo.launch(**kwargs)
+
+
+def side_text(side: Any) -> str | None:
+    """Text of one side of a modelscope pair: message object, dict, str or a list of them."""
+    if side is None:
+        return None
+    if isinstance(side, str):
+        return side
+    if isinstance(side, dict):
+        return side.get("text") or ""
+    if isinstance(side, (list, tuple)):
+        texts = [side_text(item) for item in side]
+        return "".join(text for text in texts if text)
+    return getattr(side, "text", None) or ""

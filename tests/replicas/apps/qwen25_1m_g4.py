@@ -22,24 +22,19 @@ from typing import Any
 
 import gradio as gr
 import modelscope_studio as mgr
-from _common import EventLog, Generation, launch, parse_args, script, session_of, stream_tokens
+from _common import (
+    EventLog,
+    Generation,
+    launch,
+    parse_args,
+    script,
+    session_of,
+    side_text,
+    stream_tokens,
+)
 
 EXAMPLE_PROMPT = "Summarise the attached document in three sentences."
 PLACEHOLDER_DELAY = 0.05  # seconds the placeholder stays before the first answer token
-
-
-def side_text(side: Any) -> str | None:
-    """Text of one side of a modelscope pair: message object, dict, str or list of them."""
-    if side is None:
-        return None
-    if isinstance(side, str):
-        return side
-    if isinstance(side, dict):
-        return side.get("text") or ""
-    if isinstance(side, (list, tuple)):
-        texts = [side_text(item) for item in side]
-        return "".join(text for text in texts if text)
-    return getattr(side, "text", None) or ""
 
 
 def bot_message(text: str) -> list[dict[str, Any]]:

@@ -19,27 +19,22 @@ from typing import Any
 
 import gradio as gr
 import modelscope_studio as mgr
-from _common import EventLog, Generation, launch, parse_args, script, session_of, stream_tokens
+from _common import (
+    EventLog,
+    Generation,
+    launch,
+    parse_args,
+    script,
+    session_of,
+    side_text,
+    stream_tokens,
+)
 
 DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 QWEN_VARIANTS = ["72B", "32B", "14B", "7B", "3B", "1.5B", "0.5B"]
 MATH_VARIANTS = ["Math-72B", "Math-7B", "Math-1.5B"]
 CODER_VARIANTS = ["Coder-7B", "Coder-1.5B"]
 VARIANTS = QWEN_VARIANTS + MATH_VARIANTS + CODER_VARIANTS
-
-
-def side_text(side: Any) -> str | None:
-    """Text of one side of a modelscope pair: a message object, a dict, a str or a list."""
-    if side is None:
-        return None
-    if isinstance(side, str):
-        return side
-    if isinstance(side, dict):
-        return side.get("text") or ""
-    if isinstance(side, (list, tuple)):
-        texts = [side_text(item) for item in side]
-        return "".join(text for text in texts if text)
-    return getattr(side, "text", None) or ""
 
 
 def build(log: EventLog) -> gr.Blocks:

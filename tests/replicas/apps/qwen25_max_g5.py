@@ -8,7 +8,8 @@ system)``, like the real app.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import gradio as gr
 from _common import EventLog, Generation, launch, parse_args, script, session_of, stream_tokens
@@ -43,6 +44,27 @@ def build(log: EventLog, title: str = "Qwen2.5-Max", heading: str = "Qwen2.5-Max
         system = system or DEFAULT_SYSTEM
         return system, system, []
 
+    return max_layout(
+        model_chat,
+        clear_session,
+        modify_system_session,
+        title=title,
+        heading=heading,
+        chatbot=gr.Chatbot(label=title, type="tuples", render=False),
+    )
+
+
+def max_layout(
+    model_chat: Callable[..., Any],
+    clear_session: Callable[..., Any],
+    modify_system_session: Callable[..., Any],
+    *,
+    title: str,
+    heading: str,
+    chatbot: gr.Chatbot,
+) -> gr.Blocks:
+    """The Qwen2.5-Max page (also Qwen2-72B's): events 0-3 as the Space has them. The
+    chatbot is passed in unrendered because its format differs between Gradio versions."""
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"<center><font size=8>{heading} (replica)</center>")
         with gr.Row():
@@ -51,7 +73,7 @@ def build(log: EventLog, title: str = "Qwen2.5-Max", heading: str = "Qwen2.5-Max
             with gr.Column(scale=1):
                 modify_system = gr.Button("🛠️ Set system prompt and clear history", scale=2)
             system_state = gr.Textbox(value=DEFAULT_SYSTEM, visible=False)
-        chatbot = gr.Chatbot(label=title, type="tuples")
+        chatbot.render()
         textbox = gr.Textbox(lines=1, label="Input")
         with gr.Row():
             clear_history = gr.Button("🧹 Clear history")

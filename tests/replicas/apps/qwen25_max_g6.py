@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 from _common import EventLog, Generation, launch, parse_args, script, session_of, stream_tokens
+from qwen25_max_g5 import max_layout
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
@@ -81,33 +82,14 @@ def build(log: EventLog) -> gr.Blocks:
         system = system or DEFAULT_SYSTEM
         return system, system, []
 
-    with gr.Blocks(title="Qwen2.5-Max") as demo:
-        gr.Markdown("<center><font size=8>Qwen2.5-Max (replica, Gradio 6)</center>")
-        with gr.Row():
-            with gr.Column(scale=3):
-                system_input = gr.Textbox(value=DEFAULT_SYSTEM, lines=1, label="System")
-            with gr.Column(scale=1):
-                modify_system = gr.Button("🛠️ Set system prompt and clear history", scale=2)
-            system_state = gr.Textbox(value=DEFAULT_SYSTEM, visible=False)
-        chatbot = gr.Chatbot(label="Qwen2.5-Max")
-        textbox = gr.Textbox(lines=1, label="Input")
-        with gr.Row():
-            clear_history = gr.Button("🧹 Clear history")
-            submit = gr.Button("🚀 Send")
-
-        chat_io = {
-            "inputs": [textbox, chatbot, system_state],
-            "outputs": [textbox, chatbot, system_input],
-        }
-        textbox.submit(model_chat, **chat_io, concurrency_limit="default")  # fn_index 0
-        submit.click(model_chat, **chat_io, concurrency_limit="default")  # 1
-        clear_history.click(clear_session, inputs=[], outputs=[textbox, chatbot])  # 2
-        modify_system.click(  # 3
-            modify_system_session,
-            inputs=[system_input],
-            outputs=[system_state, system_input, chatbot],
-        )
-    return demo
+    return max_layout(
+        model_chat,
+        clear_session,
+        modify_system_session,
+        title="Qwen2.5-Max",
+        heading="Qwen2.5-Max (replica, Gradio 6)",
+        chatbot=gr.Chatbot(label="Qwen2.5-Max", render=False),
+    )
 
 
 def main() -> None:
