@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from tests.replicas import bed
 from tests.replicas.bed import Replica
 
 REPO = Path(__file__).resolve().parents[2]
-APP = str(REPO / "streamlit_app.py")
+APP = str(REPO / "qwen_chat" / "page.py")
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "", None}
 
 
@@ -97,3 +98,9 @@ def shown_answer(at: AppTest, index: int = -1) -> str:
 
 def captions(at: AppTest, index: int = -1) -> list[str]:
     return [c.value for c in answer_block(at, index).caption]
+
+
+def plain(markdown: str) -> str:
+    """What a person reads of Markdown source: backslash escapes removed (the page
+    escapes text from Spaces, URLs and files so Markdown never acts on it)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

@@ -18,12 +18,22 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 from streamlit.testing.v1 import AppTest
 
-import chat_state as cs
 import qwen_core
+from qwen_chat import conversation as cs
+from qwen_chat import files as cf
 from qwen_core.conversation import Conversation, flatten_history
 from tests.replicas import script
 
-from .conftest import APP, answer_block, captions, chat, new_app, send, shown_answer
+from .conftest import (
+    APP,
+    answer_block,
+    captions,
+    chat,
+    new_app,
+    plain,
+    send,
+    shown_answer,
+)
 
 MAX_SYSTEM = "You are a helpful assistant."
 QWEN3_SYSTEM = "You are a helpful and harmless assistant."
@@ -85,7 +95,7 @@ def test_switching_models_keeps_history_and_records_who_wrote_each_answer(spaces
 def test_a_space_error_shows_its_words_keeps_the_partial_answer_and_retry_asks_again(spaces):
     replica = spaces["max"]
     at = send(new_app(), "script:error:3")
-    error = answer_block(at).error[0].value
+    error = plain(answer_block(at).error[0].value)
     assert script.ERROR_MESSAGE in error and "Qwen/Qwen2.5-Max-Demo" in error
     assert shown_answer(at) == "e0 e1 e2"
     assert at.chat_message[0].markdown[0].value == "script:error:3"  # the question stays
@@ -97,7 +107,7 @@ def test_a_space_error_shows_its_words_keeps_the_partial_answer_and_retry_asks_a
     retry.click().run()
     assert sum(1 for e in replica.events() if e["event"] == "start") == starts + 1
     assert [m.name for m in at.chat_message] == ["user", "assistant"]  # replaced, not added
-    assert script.ERROR_MESSAGE in answer_block(at).error[0].value
+    assert script.ERROR_MESSAGE in plain(answer_block(at).error[0].value)
 
 
 def _stream_events_that_interrupt(monkeypatch, *, after: int, how: str) -> None:
@@ -192,8 +202,8 @@ def test_export_then_import_continues_the_conversation(spaces):
     at.text_area(key="w_system").set_value("Be brief.").run()
     labels = [b.label for b in at.sidebar.get("download_button")]
     assert labels == ["Markdown", "JSON"]
-    saved = cs.to_json(chat(at), "Be brief.")
-    markdown = cs.to_markdown(chat(at), "Be brief.")
+    saved = cf.to_json(chat(at), "Be brief.")
+    markdown = cf.to_markdown(chat(at), "Be brief.")
     assert "remember this" in markdown and "Be brief." in markdown
 
     other = new_app()
@@ -201,7 +211,7 @@ def test_export_then_import_continues_the_conversation(spaces):
     assert not other.exception
     assert chat(other).messages == chat(at).messages
     assert other.text_area(key="w_system").value == "Be brief."
-    assert any("Loaded chat.json" in s.value for s in other.success)
+    assert any("Loaded chat.json" in plain(s.value) for s in other.success)
     send(other, "what did I say?")
     first = chat(at).messages[-1].content
     assert shown_answer(other) == max_echo(
@@ -215,7 +225,7 @@ def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_is_lost(spaces
     bad = json.dumps({"format": "qwen-spaces-chat", "messages": [{"role": "bot"}]})
     at.file_uploader[0].set_value(("bad.json", bad.encode(), "application/json")).run()
     assert chat(at) == before
-    assert any("Could not load bad.json" in e.value and "message 1" in e.value
+    assert any("Could not load bad.json" in plain(e.value) and "message 1" in plain(e.value)
                for e in at.error)
 
 
@@ -233,7 +243,7 @@ def test_a_model_in_the_url_is_preselected_and_an_unknown_one_is_reported():
 
     unknown = new_app(model="qwen-9000")
     assert chat(unknown).model == cs.DEFAULT_MODEL
-    assert any("qwen-9000" in w.value for w in unknown.warning)
+    assert any("qwen-9000" in plain(w.value) for w in unknown.warning)
 
 
 def test_a_space_without_system_prompt_disables_the_editor_and_keeps_status_out(spaces):
@@ -266,7 +276,8 @@ def test_settings_come_from_secrets_and_the_token_is_never_shown(
 def test_a_bad_space_url_setting_is_reported_not_fatal(monkeypatch):
     monkeypatch.setenv("QWEN_SPACE_URLS", "not a mapping")
     at = new_app()
-    assert any("Space URL overrides ignored" in e.value for e in at.sidebar.error)
+    assert any("QWEN_SPACE_URLS" in plain(e.value) and "override is ignored" in plain(e.value)
+               for e in at.sidebar.error)
 
 
 def test_space_states_come_from_the_hub_unless_overridden_or_offline(monkeypatch):

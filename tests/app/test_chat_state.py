@@ -9,8 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import chat_state as cs
 import qwen_core
+from qwen_chat import conversation as cs
+from qwen_chat import display as dp
+from qwen_chat import draft as dr
+from qwen_chat import files as cf
 from qwen_core import events as ev
 
 U, A = cs.Role.USER, cs.Role.ASSISTANT
@@ -142,31 +145,31 @@ def test_the_box_stores_only_over_the_chat_it_expects_and_settles_after_a_turn()
 
 
 def test_draft_reports_what_each_event_changed():
-    draft = cs.Draft("m")
-    assert draft.apply(ev.QueueStatus(rank=2, queue_size=5, eta=12.0)) == cs.Change.QUEUE
+    draft = dr.Draft("m")
+    assert draft.apply(ev.QueueStatus(rank=2, queue_size=5, eta=12.0)) == dr.Change.QUEUE
     assert draft.queue.rank == 2
-    assert draft.apply(ev.ProcessStarted()) == cs.Change.QUEUE and draft.started
-    assert draft.apply(ev.Status("Qwen is thinking...")) == cs.Change.STATUS
-    assert draft.apply(ev.Status("Qwen is thinking...")) == cs.Change.NONE  # no repeats
-    assert draft.apply(ev.ReasoningDelta("hmm")) == cs.Change.REASONING
-    assert draft.apply(ev.ReasoningReplaced("hmm, ok")) == cs.Change.REASONING
-    assert draft.apply(ev.ReasoningDelta("!")) == cs.Change.REASONING
+    assert draft.apply(ev.ProcessStarted()) == dr.Change.QUEUE and draft.started
+    assert draft.apply(ev.Status("Qwen is thinking...")) == dr.Change.STATUS
+    assert draft.apply(ev.Status("Qwen is thinking...")) == dr.Change.NONE  # no repeats
+    assert draft.apply(ev.ReasoningDelta("hmm")) == dr.Change.REASONING
+    assert draft.apply(ev.ReasoningReplaced("hmm, ok")) == dr.Change.REASONING
+    assert draft.apply(ev.ReasoningDelta("!")) == dr.Change.REASONING
     assert (draft.reasoning, draft.reasoning_size) == ("hmm, ok!", 8)
-    assert draft.apply(ev.TextDelta("Hello")) == cs.Change.TEXT and draft.delta == "Hello"
+    assert draft.apply(ev.TextDelta("Hello")) == dr.Change.TEXT and draft.delta == "Hello"
     # a rewrite that only extends the text is an append
-    assert draft.apply(ev.TextReplaced("Hello world")) == cs.Change.TEXT
+    assert draft.apply(ev.TextReplaced("Hello world")) == dr.Change.TEXT
     assert draft.delta == " world"
-    assert draft.apply(ev.TextReplaced("Goodbye")) == cs.Change.REWRITE
+    assert draft.apply(ev.TextReplaced("Goodbye")) == dr.Change.REWRITE
     assert draft.text == "Goodbye" and draft.size == 7
     change = draft.apply(ev.Done(text="Goodbye!", reasoning="final"))
-    assert change == cs.Change.TEXT | cs.Change.REASONING | cs.Change.DONE
+    assert change == dr.Change.TEXT | dr.Change.REASONING | dr.Change.DONE
     assert (draft.text, draft.reasoning, draft.done) == ("Goodbye!", "final", True)
     assert draft.statuses == ["Qwen is thinking..."] and draft.status == "Qwen is thinking..."
 
 
 @given(st.lists(st.text(max_size=5), max_size=40))
 def test_draft_text_is_the_join_of_its_deltas(pieces):
-    draft = cs.Draft("m")
+    draft = dr.Draft("m")
     for piece in pieces:
         draft.apply(ev.TextDelta(piece))
         assert draft.size == len(draft.text)
@@ -192,7 +195,7 @@ def test_coalesce_yields_at_most_every_interval_and_flushes_at_the_end():
             yield f"t{i} "
             clock.now += 0.01
 
-    out = list(cs.coalesce(chunks(), 0.05, clock=clock))
+    out = list(dr.coalesce(chunks(), 0.05, clock=clock))
     assert "".join(out) == "".join(f"t{i} " for i in range(10))
     assert out[0] == "t0 "  # the first text goes at once
     assert len(out) == 3  # then about one batch per 50 ms, plus the final flush
@@ -207,7 +210,7 @@ def test_coalesce_ticks_flush_due_text_and_empty_chunks_are_dropped():
             clock.now = at
             yield text
 
-    for text in cs.coalesce(source(), 0.05, clock=clock):
+    for text in dr.coalesce(source(), 0.05, clock=clock):
         out.append((clock.now, text))
     # "b" came 10 ms after "a" went out: it waits for the first tick 50 ms later
     assert out == [(0.0, "a"), (0.06, "b")]
@@ -215,7 +218,7 @@ def test_coalesce_ticks_flush_due_text_and_empty_chunks_are_dropped():
 
 def test_coalescer_interval_grows_with_long_answers():
     clock = FakeClock()
-    batcher = cs.Coalescer(0.05, clock=clock, chars_per_second=1000)
+    batcher = dr.Coalescer(0.05, clock=clock, chars_per_second=1000)
     batcher.add("x" * 500)
     assert batcher.due()
     batcher.take()
@@ -235,7 +238,7 @@ def test_coalesce_never_loses_or_reorders_text(steps):
             clock.now += pause
             yield text
 
-    out = list(cs.coalesce(chunks(), 0.05, clock=clock))
+    out = list(dr.coalesce(chunks(), 0.05, clock=clock))
     assert "".join(out) == "".join(text for text, _ in steps)
     assert all(out)
 
@@ -256,13 +259,13 @@ def _rich_chat() -> cs.Chat:
 
 def test_json_round_trip_keeps_everything():
     chat = _rich_chat()
-    back = cs.from_json(cs.to_json(chat, "Be brief."))
+    back = cf.from_json(cf.to_json(chat, "Be brief."))
     assert back.chat == chat and back.system == "Be brief." and back.notes == ()
-    assert cs.from_json(cs.to_json(chat).encode()).system is None
+    assert cf.from_json(cf.to_json(chat).encode()).system is None
 
 
 def test_markdown_export_reads_like_the_conversation():
-    text = cs.to_markdown(_rich_chat(), "Be brief.")
+    text = cf.to_markdown(_rich_chat(), "Be brief.")
     assert text.startswith("# Qwen Spaces Chat")
     assert "- System prompt: Be brief." in text
     assert "**You**\n\nWhat is 2+2?" in text
@@ -278,14 +281,14 @@ def test_import_reads_plain_openai_messages():
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"},
     ])
-    got = cs.from_json(data)
+    got = cf.from_json(data)
     assert got.system == "sys" and got.chat.model == cs.DEFAULT_MODEL
     assert got.chat.messages == (cs.Message(U, "hi"), cs.Message(A, "hello"))
 
 
 def test_import_of_an_unknown_model_falls_back_with_a_note():
-    data = json.dumps({"format": cs.FORMAT, "model": "qwen-9000", "messages": []})
-    got = cs.from_json(data)
+    data = json.dumps({"format": cf.FORMAT, "model": "qwen-9000", "messages": []})
+    got = cf.from_json(data)
     assert got.chat.model == cs.DEFAULT_MODEL
     assert "qwen-9000" in got.notes[0]
 
@@ -308,38 +311,38 @@ def test_import_of_an_unknown_model_falls_back_with_a_note():
     ],
 )
 def test_bad_files_are_refused_with_a_clear_message(data, message):
-    with pytest.raises(cs.ChatFileError, match=message.replace("(", r"\(")):
-        cs.from_json(data)
+    with pytest.raises(cf.ChatFileError, match=message.replace("(", r"\(")):
+        cf.from_json(data)
 
 
 def test_oversized_files_are_refused():
-    with pytest.raises(cs.ChatFileError, match="too large"):
-        cs.from_json(b" " * (cs.MAX_IMPORT_BYTES + 1))
+    with pytest.raises(cf.ChatFileError, match="too large"):
+        cf.from_json(b" " * (cf.MAX_IMPORT_BYTES + 1))
 
 
 # --- display helpers ----------------------------------------------------------------------
 
 
 def test_queue_line_says_position_and_eta():
-    assert cs.queue_line(None) == "Connecting to the Space…"
-    assert cs.queue_line(ev.QueueStatus(rank=1, queue_size=4, eta=12.4)) == (
+    assert dp.queue_line(None) == "Connecting to the Space…"
+    assert dp.queue_line(ev.QueueStatus(rank=1, queue_size=4, eta=12.4)) == (
         "Waiting in the Space's queue · position 2 of 4 · about 12 s"
     )
-    assert cs.queue_line(ev.QueueStatus(rank=None, queue_size=None, eta=None)) == (
+    assert dp.queue_line(ev.QueueStatus(rank=None, queue_size=None, eta=None)) == (
         "Waiting in the Space's queue"
     )
-    assert cs.queue_line(None, started=True) == "The Space is working on it…"
+    assert dp.queue_line(None, started=True) == "The Space is working on it…"
 
 
 def test_model_caption_and_capabilities():
     stopped = cs.Message(A, "x", model="qwen3-8b", stopped=True)
-    assert cs.model_caption(stopped).startswith(f"{qwen_core.MODELS['qwen3-8b'].label} · qwen3-8b")
-    assert "stopped" in cs.model_caption(stopped)
-    assert "failed" in cs.model_caption(cs.Message(A, "", model="zzz", error="boom"))
-    assert cs.capabilities(qwen_core.MODELS["qwen3-8b"]) == (
+    assert dp.model_caption(stopped).startswith(f"{qwen_core.MODELS['qwen3-8b'].label} · qwen3-8b")
+    assert "stopped" in dp.model_caption(stopped)
+    assert "failed" in dp.model_caption(cs.Message(A, "", model="zzz", error="boom"))
+    assert dp.capabilities(qwen_core.MODELS["qwen3-8b"]) == (
         "System prompt ✓ · History in the prompt · Reasoning ✓"
     )
-    assert cs.capabilities(qwen_core.MODELS["qwen-2.5-1m"]).startswith("System prompt ✗")
+    assert dp.capabilities(qwen_core.MODELS["qwen-2.5-1m"]).startswith("System prompt ✗")
 
 
 @pytest.mark.parametrize(
@@ -349,14 +352,14 @@ def test_model_caption_and_capabilities():
      ("WHATEVER", "unknown"), (None, "unknown")],
 )
 def test_space_state_from_the_hubs_runtime_stage(stage, state):
-    assert cs.space_state(stage) == state
+    assert dp.space_state(stage) == state
 
 
 def test_override_state_tells_local_from_custom():
-    assert cs.override_state("http://127.0.0.1:7860") == "local"
-    assert cs.override_state("http://localhost:7860/") == "local"
-    assert cs.override_state("http://[::1]:7860") == "local"
-    assert cs.override_state("https://me-qwen.hf.space") == "custom URL"
+    assert dp.override_state("http://127.0.0.1:7860") == "local"
+    assert dp.override_state("http://localhost:7860/") == "local"
+    assert dp.override_state("http://[::1]:7860") == "local"
+    assert dp.override_state("https://me-qwen.hf.space") == "custom URL"
 
 
 def test_latex_delimiters_become_streamlit_math_outside_code():
@@ -364,8 +367,8 @@ def test_latex_delimiters_become_streamlit_math_outside_code():
         "Area \\(\\pi r^2\\) and\n\\[E = mc^2\\]\n"
         "`keep \\(this\\)`\n```\ncode \\(stays\\)\n```\nafter \\(x\\)"
     )
-    assert cs.display_latex(text) == (
+    assert dp.display_markdown(text) == (
         "Area $\\pi r^2$ and\n$$E = mc^2$$\n"
         "`keep \\(this\\)`\n```\ncode \\(stays\\)\n```\nafter $x$"
     )
-    assert cs.display_latex("plain $x$") == "plain $x$"
+    assert dp.display_markdown("plain $x$") == "plain $x$"

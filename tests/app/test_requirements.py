@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 SMOKE = """
 from streamlit.testing.v1 import AppTest
-at = AppTest.from_file("streamlit_app.py", default_timeout=60).run()
+at = AppTest.from_file("qwen_chat/page.py", default_timeout=60).run()
 assert not at.exception, at.exception
 assert at.title[0].value.endswith("Qwen Spaces Chat"), at.title
 print("app ran")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.conftest import plain
+
 from .fake_space import (
     ERROR_MESSAGE,
     UNEXPECTED_MESSAGE,
@@ -22,7 +24,7 @@ from .fake_space import (
 )
 from .test_faults import first_tokens
 
-APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+APP = Path(__file__).resolve().parents[2] / "qwen_chat" / "page.py"
 SPACE_ID = "Qwen/Qwen2.5-Max-Demo"
 
 
@@ -56,7 +58,7 @@ def assert_failed_turn(
                         ("assistant", partial.strip())]
     errors = at.chat_message[-1].error
     assert len(errors) == 1 and len(at.error) == 1, [e.value for e in at.error]
-    message = errors[0].value
+    message = plain(errors[0].value)
     assert message.startswith(f"[{SPACE_ID}] ") and fragment in message
     assert "Traceback" not in message
     assert at.button(key="regenerate").label == "Retry"

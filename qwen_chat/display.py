@@ -1,0 +1,260 @@
+"""Display helpers (pure: no Streamlit): status lines, captions, Space states, and the
+text transforms applied before Markdown is drawn. Every transform is linear in its input:
+one message must never be able to hold the server's CPU."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import qwen_core
+from qwen_core import events as ev
+
+if TYPE_CHECKING:
+    from .conversation import Message
+
+__all__ = [
+    "queue_line", "model_caption", "capabilities", "space_state", "override_state",
+    "model_label", "clean_text", "escape_markdown", "redact", "display_markdown",
+]
+
+def queue_line(queue: ev.QueueStatus | None, started: bool = False) -> str:
+    """The waiting line shown while the Space's queue holds the request."""
+    if started:
+        return "The Space is working on it…"
+    if queue is None:
+        return "Connecting to the Space…"
+    parts = ["Waiting in the Space's queue"]
+    if queue.rank is not None:
+        where = f"position {queue.rank + 1}"
+        if queue.queue_size:
+            where += f" of {max(queue.queue_size, queue.rank + 1)}"
+        parts.append(where)
+    if queue.eta is not None and queue.eta >= 0.5:
+        parts.append(f"about {queue.eta:.0f} s")
+    return " · ".join(parts)
+
+
+def model_caption(message: Message) -> str:
+    """Caption under an answer: who wrote it, and how it ended."""
+    parts = [f"{model_label(message.model)} · {message.model}"]
+    if message.stopped:
+        parts.append(":material/stop_circle: stopped")
+    if message.error:
+        parts.append(":material/error: failed")
+    return " · ".join(parts)
+
+
+def capabilities(model: qwen_core.Model) -> str:
+    """``System prompt ✓ · History ✓ · Reasoning ✗`` for one model."""
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    history = "native" if model.supports_history else "in the prompt"
+    return (
+        f"System prompt {mark(model.supports_system)} · History {history}"
+        f" · Reasoning {mark(model.supports_reasoning)}"
+    )
+
+
+_STAGES = {
+    "RUNNING": "running",
+    "RUNNING_BUILDING": "running",
+    "RUNNING_APP_STARTING": "running",
+    "SLEEPING": "sleeping",
+    "PAUSED": "sleeping",
+    "STOPPED": "sleeping",
+    "BUILDING": "building",
+    "APP_STARTING": "building",
+    "BUILD_ERROR": "error",
+    "RUNTIME_ERROR": "error",
+    "CONFIG_ERROR": "error",
+    "NO_APP_FILE": "error",
+}
+
+
+def space_state(stage: Any) -> str:
+    """The Hub's ``runtime.stage`` -> running / sleeping / building / error / unknown."""
+    return _STAGES.get(stage.upper(), "unknown") if isinstance(stage, str) else "unknown"
+
+
+def override_state(url: str) -> str:
+    """State shown for a Space reached at a configured URL (the Hub is not asked):
+    ``local`` for a loopback host, else ``custom URL``."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return "local"
+    try:
+        return "local" if ipaddress.ip_address(host).is_loopback else "custom URL"
+    except ValueError:
+        return "custom URL"
+
+
+
+
+# --- text transforms before Markdown ----------------------------------------------------
+
+_MD_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$&\"'=^")
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+
+
+def model_label(model_id: str | None) -> str:
+    model = qwen_core.MODELS.get(model_id or "")
+    return model.label if model else (model_id or "unknown model")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (which a Space can send as ``"\\ud800"`` in JSON, and
+    which Streamlit cannot serialise) replaced by U+FFFD. Linear; no copy when clean."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def escape_markdown(text: str, limit: int | None = 200) -> str:
+    """``text`` (from a URL, a setting, a file name) shown literally inside Markdown: every
+    character Markdown or Streamlit's directives could act on is backslash-escaped, newlines
+    become spaces, and it is cut to ``limit`` characters."""
+    text = clean_text(text)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
+    text = " ".join(text.split())
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
+
+
+def redact(text: str) -> str:
+    """Credentials in URLs (``scheme://user:password@host``) replaced by ``***``."""
+    return _CREDENTIALS.sub(r"\1***@", text) if "@" in text else text
+
+
+def _code_runs(text: str) -> list[tuple[int, int]]:
+    """Spans ``[start, end)`` of inline code (CommonMark: a run of n backticks up to the
+    next run of exactly n). O(n log n): each run finds its closer by bisection."""
+    import bisect
+
+    runs: list[tuple[int, int]] = []  # (start, length)
+    i, n = 0, len(text)
+    while True:
+        i = text.find("`", i)
+        if i < 0:
+            break
+        j = i
+        while j < n and text[j] == "`":
+            j += 1
+        runs.append((i, j - i))
+        i = j
+    by_length: dict[int, list[int]] = {}
+    for index, (_, length) in enumerate(runs):
+        by_length.setdefault(length, []).append(index)
+    spans: list[tuple[int, int]] = []
+    k = 0
+    while k < len(runs):
+        start, length = runs[k]
+        same = by_length[length]
+        at = bisect.bisect_right(same, k)
+        if at < len(same):
+            close = same[at]
+            spans.append((start, runs[close][0] + length))
+            k = close + 1
+        else:
+            k += 1
+    return spans
+
+
+def _pairs(text: str, opener: str, closer: str, wrap: str, strip: bool) -> str:
+    """Replace ``opener…closer`` by ``wrap…wrap`` left to right, in one pass."""
+    if opener not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while True:
+        a = text.find(opener, i)
+        if a < 0:
+            break
+        b = text.find(closer, a + len(opener) + 1)
+        if b < 0:
+            break  # no closer after this opener: none after any later one either
+        inner = text[a + len(opener):b]
+        out.append(text[i:a])
+        out.append(f"{wrap}{inner.strip() if strip else inner}{wrap}")
+        i = b + len(closer)
+    out.append(text[i:])
+    return "".join(out)
+
+
+def _prose(text: str, images: bool) -> str:
+    """LaTeX delimiters converted and (unless ``images``) image syntax disarmed, outside
+    inline code."""
+    pieces: list[str] = []
+    last = 0
+    for start, end in _code_runs(text) if "`" in text else ():
+        pieces.append(_plain(text[last:start], images))
+        pieces.append(text[start:end])
+        last = end
+    pieces.append(_plain(text[last:], images))
+    return "".join(pieces)
+
+
+def _plain(text: str, images: bool) -> str:
+    text = _pairs(text, "\\[", "\\]", "$$", strip=False)
+    text = _pairs(text, "\\(", "\\)", "$", strip=True)
+    if not images and "![" in text:
+        text = _disarm_images(text)
+    return text
+
+
+def _disarm_images(text: str) -> str:
+    """``![alt](url)`` -> ``\\![alt](url)``: an escaped ``!`` turns the image into a link,
+    so the browser fetches nothing until the person clicks it."""
+    out: list[str] = []
+    i = 0
+    while True:
+        a = text.find("![", i)
+        if a < 0:
+            break
+        slashes = 0  # backslashes just before: an odd count escapes the "!" already
+        while a - slashes - 1 >= 0 and text[a - slashes - 1] == "\\":
+            slashes += 1  # (each run is walked once: runs end at the previous "![")
+        out.append(text[i:a])
+        out.append("!" if slashes % 2 else "\\!")
+        i = a + 1
+    out.append(text[i:])
+    return "".join(out)
+
+
+def display_markdown(text: str, *, images: bool = False) -> str:
+    """What the page hands to ``st.markdown`` for a message or an answer. Qwen writes
+    LaTeX as ``\\(...\\)`` and ``\\[...\\]``; Streamlit's Markdown renders ``$...$`` and
+    ``$$...$$``: converted outside code blocks and inline code. Remote images are shown as
+    links unless ``images`` (a setting) allows them. Lone surrogates are replaced. Linear
+    in the text (a few passes); the stored text is left untouched."""
+    text = clean_text(text)
+    if "\\(" not in text and "\\[" not in text and (images or "![" not in text):
+        return text
+    out: list[str] = []
+    prose: list[str] = []
+    fence: str | None = None
+    for line in text.splitlines(keepends=True):
+        match = _FENCE.match(line) if ("`" in line or "~" in line) else None
+        if fence is None:
+            if match:
+                out.append(_prose("".join(prose), images))
+                prose = []
+                fence = match.group(1)
+                out.append(line)
+            else:
+                prose.append(line)
+        else:
+            out.append(line)
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = None
+    out.append(_prose("".join(prose), images))
+    return "".join(out)
+

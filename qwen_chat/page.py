@@ -1,0 +1,681 @@
+"""Qwen Spaces Chat — the page (run by ``streamlit_app.py``'s ``st.App``).
+
+Layout and wiring only: the conversation and its transitions live in
+:mod:`qwen_chat.conversation`, files in :mod:`qwen_chat.files`, the streaming answer in
+:mod:`qwen_chat.stream_view`, storage in :mod:`qwen_chat.store` (through
+:mod:`qwen_chat.persist`), the Space clients in ``qwen_core``. The script reads in the
+order it runs: settings and state → sidebar → history → chat input → stream the answer →
+store it (then rerun, so the stored conversation is what the page shows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from dataclasses import replace
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+import qwen_core
+from qwen_chat import conversation as conv
+from qwen_chat import display, files
+from qwen_chat.conversation import Chat, ChatBox, Role
+from qwen_chat.owner import owner_from
+from qwen_chat.persist import AnswerSaver, Keeper
+from qwen_chat.settings import (
+    MAX_UPLOAD_MB,
+    Settings,
+    current_settings,
+    default_db_url,
+    hub_states,
+)
+from qwen_chat.stream_view import MAX_SHOWN_CHARS, TurnView
+
+log = logging.getLogger("qwen_chat.page")
+
+st.set_page_config(page_title="Qwen Spaces Chat", page_icon=":material/forum:", layout="centered")
+
+ss = st.session_state
+MODELS = qwen_core.MODELS
+SPACES: dict[str, qwen_core.Model] = {}  # Space id -> its first (default) model
+for _model in MODELS.values():
+    SPACES.setdefault(_model.space_id, _model)
+STATE_ICONS = {  # Material icons ship with Streamlit; emoji fonts may be missing
+    "running": ":green[:material/check_circle:]", "sleeping": ":orange[:material/bedtime:]",
+    "building": ":blue[:material/construction:]", "error": ":red[:material/error:]",
+    "local": ":violet[:material/computer:]", "custom URL": ":violet[:material/link:]",
+    "unknown": ":gray[:material/help:]",
+}
+BUDGET = "thinking_budget"
+SHOWN_MESSAGES = 100  # earlier messages are behind "Show earlier messages"
+LISTED_CHATS = 50
+
+
+# --- storage --------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(url: str):  # -> ChatStore; a StoreError is not cached: retried later
+    from qwen_chat.store import ChatStore
+
+    store = ChatStore(url)
+    with contextlib.suppress(Exception):
+        store.purge_deleted()
+    return store
+
+
+@st.cache_resource(show_spinner=False)
+def _store_failures() -> dict[str, tuple[float, str]]:
+    """url -> (when, why) of the last failure to open it: retried after 10 s."""
+    return {}
+
+
+def make_keeper(settings: Settings) -> Keeper:
+    if not settings.history:
+        return Keeper(None, None, "Conversations are not stored on this server "
+                                  "(chat history is turned off).")
+    owner = owner_from(st.context.cookies, st.user if _auth_configured() else None)
+    if owner is None:
+        return Keeper(None, None, "Conversations are not stored: this browser sent no "
+                                  "owner cookie (cookies blocked?).")
+    url = settings.db_url or default_db_url()
+    _store_failed = _store_failures()
+    failed = _store_failed.get(url)
+    if failed and time.monotonic() - failed[0] < 10.0:
+        return Keeper(None, owner, failed[1])
+    from qwen_chat.store import StoreError
+
+    try:
+        store = _open_store(url)
+    except StoreError as exc:
+        why = f"Conversations are not being stored right now: {exc}"
+        _store_failed[url] = (time.monotonic(), why)
+        return Keeper(None, owner, why)
+    _store_failed.pop(url, None)
+    return Keeper(store, owner)
+
+
+def _auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no or unreadable secrets: no authentication
+        return False
+
+
+# --- state and callbacks ------------------------------------------------------------------
+
+
+def default_system(model_id: str) -> str:
+    return MODELS[model_id].adapter.default_system
+
+
+def box() -> ChatBox:
+    """This session's conversation (see ``conversation.ChatBox`` for why it is a box)."""
+    return ss.box
+
+
+def keeper() -> Keeper:
+    return ss.keeper_now
+
+
+def flash(kind: str, text: str) -> None:
+    ss.setdefault("flashes", []).append((kind, text))
+
+
+def init_state(keeper_now: Keeper) -> None:
+    ss.keeper_now = keeper_now
+    if "box" not in ss:
+        chat = conv.new_chat()
+        wanted = st.query_params.get("model")
+        if wanted:
+            try:
+                chat = conv.switch_model(chat, wanted)
+            except qwen_core.InvalidRequest:
+                flash("warning", "The link names an unknown model, "
+                                 f"“{display.escape_markdown(wanted, 80)}”: talking to "
+                                 f"{MODELS[chat.model].label} instead.")
+        ss.box = ChatBox(chat)
+        ss.system_text = default_system(chat.model)
+        ss.budget = 38
+        ss.editing = False
+        ss.upload_gen = 0
+        ss.show_all = False
+    box().settle(timeout=5.0)  # an abandoned run may still be storing its answer
+    box().refresh = False  # a full run shows any stopped answer already
+    follow_url()
+    if box().chat.messages and not box().chat.pending:
+        box().chat = keeper_now.sync(box().chat, current_system(MODELS[box().chat.model]))
+        box().chat = keeper_now.refresh(box().chat)
+        set_chat_param(box().chat.id)
+    if st.query_params.get("model") != box().chat.model:
+        st.query_params["model"] = box().chat.model  # so the URL can be shared
+
+
+def follow_url() -> None:
+    """``?chat=<id>`` names the conversation: open it when it differs from the one shown
+    (a reload, back/forward, a bookmark, a click in the list)."""
+    wanted = st.query_params.get("chat")
+    chat = box().chat
+    if (wanted or None) == chat.id or chat.pending:
+        return
+    if not wanted:
+        if chat.id is not None:  # the URL lost its chat (back to a new chat)
+            open_chat(conv.new_chat(chat.model), None)
+        return
+    found = keeper().load(wanted) if keeper().enabled else None
+    if isinstance(found, tuple):
+        stored, system = found
+        open_chat(stored, system)
+        return
+    del st.query_params["chat"]
+    if found is False:
+        flash("warning", "That conversation cannot be opened right now: "
+                         f"{display.escape_markdown(keeper().problem or 'storage is away')}")
+    else:
+        flash("warning", "Conversation not found. It may have been deleted, or it belongs "
+                         "to another browser.")
+    if chat.id is not None:
+        open_chat(conv.new_chat(chat.model), None)
+
+
+def open_chat(chat: Chat, system: str | None) -> None:
+    box().chat = chat
+    ss.system_text = system if system is not None else default_system(chat.model)
+    ss.editing = False
+    ss.show_all = False
+    set_chat_param(chat.id)
+
+
+def set_chat_param(chat_id: str | None) -> None:
+    if chat_id is None:
+        if "chat" in st.query_params:
+            del st.query_params["chat"]
+    elif st.query_params.get("chat") != chat_id:
+        st.query_params["chat"] = chat_id
+
+
+def switch_to(model_id: str) -> None:
+    chat = box().chat
+    box().chat = conv.switch_model(chat, model_id)
+    if ss.system_text == default_system(chat.model):  # not edited: follow the Space's
+        ss.system_text = default_system(model_id)  # default
+    st.query_params["model"] = box().chat.model
+    keeper().set_model(box().chat)
+
+
+def on_pick_space() -> None:
+    switch_to(SPACES[ss.pick_space].id)
+
+
+def on_pick_model() -> None:
+    switch_to(ss.pick_model)
+
+
+def on_system() -> None:
+    ss.system_text = ss.w_system
+    keeper().set_system(box().chat, ss.system_text)
+
+
+def on_budget() -> None:
+    ss.budget = ss.w_budget
+
+
+def on_new_chat() -> None:
+    open_chat(conv.new_chat(box().chat.model), None)
+
+
+def on_open_chat(chat_id: str) -> None:
+    found = keeper().load(chat_id)
+    if isinstance(found, tuple):
+        open_chat(*found)
+    else:
+        flash("warning", "That conversation could not be opened.")
+
+
+def _drop(before: Chat, after: Chat) -> None:
+    """Delete from the store the messages ``after`` no longer has."""
+    kept = {id(m) for m in after.messages}
+    keeper().forget(before, tuple(m for m in before.messages if id(m) not in kept))
+
+
+def on_regenerate() -> None:
+    before = box().chat
+    box().chat = conv.regenerate(before)
+    _drop(before, box().chat)
+    ss.editing = False
+
+
+def on_edit(start: bool) -> None:
+    ss.editing = start
+    if start:
+        ss.edit_text = conv.last_user_text(box().chat) or ""
+
+
+def on_edit_send() -> None:
+    text = ss.get("edit_text") or ""
+    if not text.strip():
+        flash("warning", "The edited question is empty; nothing was sent.")
+        return
+    before = box().chat
+    box().chat = conv.edit_last(before, text)
+    _drop(before, box().chat)
+    box().chat = keeper().sync(box().chat, ss.system_text)
+    ss.editing = False
+
+
+def on_upload() -> None:
+    upload = ss.get(f"upload_{ss.upload_gen}")
+    if upload is None:
+        return
+    name = display.escape_markdown(upload.name, 80)
+    if upload.size > files.MAX_IMPORT_BYTES:  # checked before reading it
+        flash("error", f"Could not load {name}: the file has {upload.size:,} bytes; the "
+                       f"limit is {files.MAX_IMPORT_BYTES:,}.")
+        return
+    try:
+        imported = files.from_json(upload.getvalue())
+    except files.ChatFileError as exc:
+        flash("error", f"Could not load {name}: {display.escape_markdown(str(exc), 300)}")
+        return
+    chat = replace(imported.chat, id=None)
+    if imported.system is not None:
+        ss.system_text = imported.system
+    stored = keeper().sync(chat, ss.system_text)  # a new stored conversation
+    open_chat(stored, imported.system)
+    ss.upload_gen += 1  # a fresh, empty uploader
+    st.query_params["model"] = box().chat.model
+    for note in imported.notes:
+        flash("warning", display.escape_markdown(note, 300))
+    flash("success", f"Loaded {name}: {len(imported.chat.messages)} messages.")
+
+
+def on_rename(chat_id: str) -> None:
+    title = " ".join((ss.get("rename_text") or "").split())[:200]
+    if not title or keeper().store is None:
+        return
+    keeper()._call(lambda s, o: s.rename(o, chat_id, title))
+    if box().chat.id == chat_id:
+        box().chat = replace(box().chat, title=title)
+
+
+def on_delete(chat_id: str, title: str) -> None:
+    if keeper().store is None:
+        return
+    keeper()._call(lambda s, o: s.delete_chat(o, chat_id))
+    ss.deleted = (chat_id, title)
+    if box().chat.id == chat_id:
+        open_chat(conv.new_chat(box().chat.model), None)
+
+
+def on_undo_delete() -> None:
+    deleted = ss.pop("deleted", None)
+    if deleted and keeper().store is not None:
+        keeper()._call(lambda s, o: s.restore_chat(o, deleted[0]))
+
+
+def on_show_all() -> None:
+    ss.show_all = True
+
+
+def current_system(model: qwen_core.Model) -> str | None:
+    return ss.system_text if model.supports_system else None
+
+
+# --- sidebar ------------------------------------------------------------------------------
+
+
+def sidebar(settings: Settings) -> DeltaGenerator:
+    """The model picker, settings, the conversation list and files. Returns the slot
+    where the Spaces' live states go once known (filled last, so a slow Hub never holds
+    up the page)."""
+    model = MODELS[box().chat.model]
+    with st.sidebar:
+        st.button("New chat", icon=":material/add_comment:", on_click=on_new_chat,
+                  disabled=not box().chat.messages, width="stretch")
+        conversations()
+        st.subheader("Model")
+        ss.pick_space, ss.pick_model = model.space_id, model.id
+        st.selectbox(
+            "Space", list(SPACES), key="pick_space", on_change=on_pick_space,
+            format_func=lambda space_id: SPACES[space_id].space_label,
+            help="The Hugging Face Space (a free Gradio demo by the Qwen team) to talk to.",
+        )
+        choices = [m.id for m in MODELS.values() if m.space_id == model.space_id]
+        st.selectbox(
+            "Model", choices, key="pick_model", on_change=on_pick_model,
+            format_func=lambda model_id: MODELS[model_id].label,
+            disabled=len(choices) == 1,
+        )
+        st.caption(display.capabilities(model))
+        states_slot = st.empty()
+
+        st.subheader("Settings")
+        ss.w_system = ss.system_text
+        st.text_area(
+            "System prompt", key="w_system", on_change=on_system, height=90,
+            disabled=not model.supports_system,
+            help="Sent with every question. Prefilled with the Space's own default.",
+        )
+        if not model.supports_system:
+            st.caption(f"{model.space_label} takes no system prompt; this text is not sent.")
+        if BUDGET in model.adapter.options:
+            ss.w_budget = ss.budget
+            st.slider(
+                "Thinking budget (thousand tokens)", 1, 38, key="w_budget",
+                on_change=on_budget, help=model.adapter.options[BUDGET],
+            )
+
+        st.subheader("This conversation")
+        chat = box().chat
+        system = current_system(model)
+        empty = not chat.messages
+        left, right = st.columns(2)
+        left.download_button(
+            "Markdown", data=lambda: files.to_markdown(chat, system),
+            file_name="qwen-chat.md", mime="text/markdown", on_click="ignore",
+            disabled=empty, icon=":material/download:", width="stretch",
+        )
+        right.download_button(
+            "JSON", data=lambda: files.to_json(chat, system), file_name="qwen-chat.json",
+            mime="application/json", on_click="ignore", disabled=empty,
+            icon=":material/download:", width="stretch",
+        )
+        st.file_uploader(
+            "Continue a saved conversation (JSON)", type=["json"],
+            key=f"upload_{ss.upload_gen}", on_change=on_upload,
+            help=f"A file exported by this app, up to {MAX_UPLOAD_MB} MB.",
+        )
+        for problem in settings.problems:
+            st.error(display.escape_markdown(problem, 400), icon=":material/settings:")
+    return states_slot
+
+
+def conversations() -> None:
+    """The person's stored conversations, newest first, grouped by age, with search,
+    rename and delete (with Undo)."""
+    k = keeper()
+    if not k.enabled:
+        st.caption(f":material/cloud_off: {display.escape_markdown(k.reason or '', 300)}")
+        return
+    deleted = ss.get("deleted")
+    if deleted:
+        row = st.container(horizontal=True)
+        row.caption(f"Deleted “{display.escape_markdown(deleted[1], 40)}”.")
+        row.button("Undo", key="undo_delete", on_click=on_undo_delete, type="tertiary",
+                   icon=":material/undo:")
+    query = st.text_input("Search conversations", key="chat_query", placeholder="Search",
+                          label_visibility="collapsed", icon=":material/search:")
+    summaries = k._call(lambda s, o: s.list_chats(o, query.strip() or None,
+                                                  limit=LISTED_CHATS + 1))
+    if k.problem:
+        st.warning(f"Conversations are not being stored right now: "
+                   f"{display.escape_markdown(k.problem, 300)}", icon=":material/database:")
+    if not isinstance(summaries, list):
+        return
+    if not summaries:
+        st.caption("No conversation matches." if query.strip() else
+                   "Your conversations will be listed here.")
+        return
+    now = dt.datetime.now(dt.UTC)
+    current = box().chat.id
+    group = None
+    with st.container(height=260 if len(summaries) > 8 else "content", border=False):
+        for summary in summaries[:LISTED_CHATS]:
+            age = now - _aware(summary.updated_at)
+            label = ("Today" if age < dt.timedelta(days=1) else
+                     "Previous 7 days" if age < dt.timedelta(days=7) else "Older")
+            if label != group:
+                group = label
+                st.caption(label)
+            row = st.container(horizontal=True, gap="small", vertical_alignment="center")
+            row.button(
+                display.escape_markdown(summary.title or "Untitled", 60),
+                key=f"open_{summary.id}", on_click=on_open_chat, args=(summary.id,),
+                type="primary" if summary.id == current else "tertiary", width="stretch",
+            )
+            with row.popover("", icon=":material/more_vert:", key=f"menu_{summary.id}"):
+                st.text_input("Rename", value=summary.title, key=f"rename_{summary.id}",
+                              max_chars=200)
+                ss.rename_text = ss.get(f"rename_{summary.id}") or summary.title
+                st.button("Rename", key=f"do_rename_{summary.id}", on_click=on_rename,
+                          args=(summary.id,), icon=":material/edit:")
+                st.button("Delete", key=f"delete_{summary.id}", on_click=on_delete,
+                          args=(summary.id, summary.title), icon=":material/delete:")
+    if len(summaries) > LISTED_CHATS:
+        st.caption(f"Showing the {LISTED_CHATS} most recent; search to find older ones.")
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def show_states(slot: DeltaGenerator, states: dict[str, str]) -> None:
+    model = MODELS[box().chat.model]
+    with slot.container():
+        state = states.get(model.space_id, "unknown")
+        st.caption(f"Space: {STATE_ICONS.get(state, '')} {state}")
+        with st.expander("All Spaces"):
+            for space_id, first in SPACES.items():
+                state = states.get(space_id, "unknown")
+                count = sum(1 for m in MODELS.values() if m.space_id == space_id)
+                st.markdown(
+                    f"{STATE_ICONS.get(state, '')} **{first.space_label}** — {state}  \n"
+                    f"`{space_id}` · {count} model{'s' if count > 1 else ''}  \n"
+                    f"{display.capabilities(first)}"
+                )
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def cached_hub_states(space_ids: tuple[str, ...]) -> dict[str, str]:
+    """Cached for a minute for every visitor."""
+    return hub_states(space_ids)
+
+
+def space_states(settings: Settings, *, ask_hub: bool) -> dict[str, str]:
+    """States of all Spaces. Overridden Spaces are never looked up on the Hub (``local``
+    / ``custom URL``); nor is anything when offline or when ``ask_hub`` is False (then
+    the last states this session saw are reused)."""
+    states = dict(ss.get("space_states") or {})
+    ask = []
+    for space_id in SPACES:
+        if space_id in settings.space_urls:
+            states[space_id] = display.override_state(settings.space_urls[space_id])
+        elif settings.offline:
+            states[space_id] = "unknown"
+        else:
+            ask.append(space_id)
+    if ask and ask_hub:
+        states.update(cached_hub_states(tuple(ask)))
+    ss.space_states = states
+    return states
+
+
+# --- history ------------------------------------------------------------------------------
+
+
+def show_text(text: str, settings: Settings, key: str) -> None:
+    """A message's Markdown, cut at the display cap (the whole text is downloadable)."""
+    if len(text) > MAX_SHOWN_CHARS:
+        st.markdown(display.display_markdown(text[:MAX_SHOWN_CHARS],
+                                             images=settings.remote_images))
+        st.caption(f"Showing the first {MAX_SHOWN_CHARS:,} of {len(text):,} characters.")
+        st.download_button("Download the whole text", data=text, file_name="qwen-answer.md",
+                           mime="text/markdown", on_click="ignore", key=f"full-{key}",
+                           icon=":material/download:")
+        return
+    st.markdown(display.display_markdown(text, images=settings.remote_images))
+
+
+def show_history(chat: Chat, settings: Settings) -> None:
+    editable = conv.last_user_index(chat) if ss.editing else None
+    start = 0
+    if len(chat.messages) > SHOWN_MESSAGES and not ss.get("show_all"):
+        start = len(chat.messages) - SHOWN_MESSAGES
+        st.button(f"Show {start:,} earlier messages", icon=":material/expand_less:",
+                  on_click=on_show_all, key="show_all_btn", type="tertiary")
+    for i in range(start, len(chat.messages)):
+        message = chat.messages[i]
+        if message.role is Role.USER:
+            with st.chat_message("user"):
+                if i == editable:
+                    show_editor()
+                else:
+                    show_text(message.content, settings, f"q{i}")
+            continue
+        with st.chat_message("assistant"):
+            if message.reasoning:
+                with st.expander("Thinking", icon=":material/psychology:"):
+                    show_text(message.reasoning, settings, f"r{i}")
+            with st.container(key=f"answer-{i}"):  # also a hook for CSS and tests
+                if message.content:
+                    show_text(message.content, settings, f"a{i}")
+                elif not message.error:
+                    st.markdown("_(no answer text)_")
+            if message.error:
+                st.error(display.escape_markdown(message.error, 2000),
+                         icon=":material/error:")
+            st.caption(display.model_caption(message)
+                       + (" · :material/edit_note: being written in another tab"
+                          if message.streaming else ""))
+    if conv.can_regenerate(chat) and not ss.editing:
+        failed = chat.messages[-1].error is not None
+        unanswered = chat.messages[-1].role is Role.USER
+        row = st.container(horizontal=True)
+        row.button(
+            "Retry" if failed else "Answer" if unanswered else "Regenerate",
+            icon=":material/refresh:", on_click=on_regenerate, key="regenerate",
+            type="primary" if failed else "secondary",
+        )
+        row.button("Edit question", icon=":material/edit:", on_click=on_edit,
+                   args=(True,), key="edit")
+
+
+def show_editor() -> None:
+    st.text_area("Edit your question", key="edit_text")
+    row = st.container(horizontal=True)
+    row.button("Send", icon=":material/send:", on_click=on_edit_send, type="primary",
+               key="edit_send")
+    row.button("Cancel", on_click=on_edit, args=(False,), key="edit_cancel")
+
+
+# --- streaming one answer -----------------------------------------------------------------
+
+
+@st.fragment(run_every=0.5)
+def stop_watcher() -> None:
+    """Drawn only on runs that stream. The chat input's Stop ends a run without a rerun,
+    so the stopped answer's mark would wait for the next click; this fragment's timer
+    outlives the stopped run and reruns the page once to show it."""
+    if box().refresh:
+        box().refresh = False
+        st.rerun()
+
+
+def stream_turn(settings: Settings, from_chat_input: bool) -> None:
+    """Stream the pending answer, store it, and rerun so the page shows the stored
+    conversation."""
+    holder = box()  # fetched now: after Stop, st.session_state raises on every access
+    with holder.turn():
+        stream_answer(holder, keeper(), settings, from_chat_input, ss.budget)
+    st.rerun()
+
+
+def stream_answer(
+    holder: ChatBox, keeper_now: Keeper, settings: Settings, from_chat_input: bool,
+    budget: int,
+) -> None:
+    """Whatever ends the turn, the text so far is kept: finished, failed (the Space's
+    error, shown with Retry) or stopped. Streamlit's Stop and any rerun raise
+    StopException/RerunException at the next Streamlit call; they pass through untouched
+    while ``finally`` stores the partial answer (into the box: st.session_state itself
+    raises then; and into the store) and closing the stream cancels the Space's job."""
+    chat, draft = conv.begin_answer(holder.chat)
+    holder.chat = chat
+    saver: AnswerSaver = keeper_now.begin_answer(chat, draft)
+    model = MODELS[chat.model]
+    options = {BUDGET: budget} if BUDGET in model.adapter.options else {}
+    ended: Chat | None = None
+    try:
+        stop_watcher()
+        with st.chat_message("assistant"):
+            if not from_chat_input:  # the chat input shows its own Stop button
+                st.button("Stop", icon=":material/stop_circle:", key="stop")
+            view = TurnView(images=settings.remote_images, on_event=saver.progress)
+            events = qwen_core.stream_events(
+                model, conv.to_qwen_messages(chat, current_system(model)),
+                base_url=settings.space_urls.get(model.space_id) or model.adapter.url(),
+                hf_token=settings.hf_token, **options,
+            )
+            with contextlib.closing(events):
+                view.run(events, draft)
+        ended = conv.finish(chat, draft)
+    except qwen_core.SpaceError as exc:
+        ended = conv.fail(chat, draft, display.redact(str(exc)), partial=exc.partial)
+    finally:
+        stopped = ended is None  # Stop, a rerun, or a bug: keep what came, marked stopped
+        if stopped:
+            ended = conv.stop(chat, draft)
+        assert ended is not None
+        last = saver.end(ended.messages[-1])
+        ended = replace(ended, messages=(*ended.messages[:-1], last))
+        swapped = holder.swap(chat, ended)
+        if stopped:
+            holder.refresh = swapped
+
+
+# --- the page -----------------------------------------------------------------------------
+
+
+def first_turn(prompt: str, model: qwen_core.Model) -> bool:
+    """The person sent ``prompt``: add it (a new chat is stored and gets its id now)."""
+    if len(prompt) > model.adapter.max_input_chars:
+        flash("error", f"Your message has {len(prompt):,} characters; {model.label} "
+                       f"accepts at most {model.adapter.max_input_chars:,}.")
+        return False
+    box().chat = conv.add_user(box().chat, prompt)
+    box().chat = keeper().sync(box().chat, current_system(model))
+    set_chat_param(box().chat.id)
+    ss.editing = False
+    return True
+
+
+def main() -> None:
+    settings = current_settings()
+    init_state(make_keeper(settings))
+    states_slot = sidebar(settings)
+
+    model = MODELS[box().chat.model]
+    st.title(":material/forum: Qwen Spaces Chat")
+    st.caption(
+        f"Talking to **{model.label}** on the free "
+        f"[{model.space_id}](https://huggingface.co/spaces/{model.space_id}) Space."
+    )
+    for kind, text in ss.pop("flashes", []):
+        getattr(st, kind)(text)
+
+    show_history(box().chat, settings)
+
+    prompt = st.chat_input(f"Ask {model.label}…", key="prompt", submit_mode="stop",
+                           max_chars=model.adapter.max_input_chars)
+    from_chat_input = False
+    if prompt and prompt.strip() and not box().chat.pending and first_turn(prompt, model):
+        from_chat_input = True
+        with st.chat_message("user"):
+            show_text(prompt, settings, "new")
+
+    if box().chat.pending:
+        show_states(states_slot, space_states(settings, ask_hub=False))
+        stream_turn(settings, from_chat_input)
+    else:
+        show_states(states_slot, space_states(settings, ask_hub=True))
+
+
+try:
+    main()
+except Exception:  # a bug: the visitor gets a readable message, the log the traceback
+    log.exception("the page failed")
+    st.error("Something went wrong while drawing this page. Your conversation is kept; "
+             "reload the page to continue.", icon=":material/error:")
