@@ -99,6 +99,7 @@ def override_state(url: str) -> str:
 _MD_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$&\"'=^")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def model_label(model_id: str | None) -> str:
@@ -114,7 +115,7 @@ def clean_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", text)
     return text
 
 
