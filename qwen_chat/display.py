@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import qwen_core
 from qwen_core import events as ev
 
+from .mdlines import Kind, LineKinds, maybe_block_start
+
 if TYPE_CHECKING:
     from .conversation import Message
 
@@ -98,7 +100,6 @@ def override_state(url: str) -> str:
 
 _MD_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$&\"'=^")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
-_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -230,32 +231,95 @@ def _disarm_images(text: str) -> str:
     return "".join(out)
 
 
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
 def display_markdown(text: str, *, images: bool = False) -> str:
     """What the page hands to ``st.markdown`` for a message or an answer. Qwen writes
     LaTeX as ``\\(...\\)`` and ``\\[...\\]``; Streamlit's Markdown renders ``$...$`` and
     ``$$...$$``: converted outside code blocks and inline code. Remote images are shown as
-    links unless ``images`` (a setting) allows them. Lone surrogates are replaced. Linear
-    in the text (a few passes); the stored text is left untouched."""
+    links unless ``images`` (a setting) allows them. Lone surrogates are replaced.
+
+    Each paragraph (text between blank lines, outside fenced code and HTML blocks) is
+    converted on its own, as Markdown itself treats inline syntax: so a text cut at blank
+    lines converts exactly as the whole does (see :mod:`qwen_chat.blocks`). Linear in the
+    text; the stored text is left untouched."""
     text = clean_text(text)
     if "\\(" not in text and "\\[" not in text and (images or "![" not in text):
         return text
     out: list[str] = []
-    prose: list[str] = []
-    fence: str | None = None
-    for line in text.splitlines(keepends=True):
-        match = _FENCE.match(line) if ("`" in line or "~" in line) else None
-        if fence is None:
-            if match:
-                out.append(_prose("".join(prose), images))
-                prose = []
-                fence = match.group(1)
-                out.append(line)
-            else:
-                prose.append(line)
-        else:
-            out.append(line)
-            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
-                fence = None
-    out.append(_prose("".join(prose), images))
+    para: list[str] = []
+    kinds = LineKinds()
+    for line in _lines(text):
+        if kinds.kind(line) is Kind.TEXT:
+            para.append(line)
+            continue
+        if para:
+            out.append(_prose("".join(para), images))
+            para = []
+        out.append(line)
+    if para:
+        out.append(_prose("".join(para), images))
     return "".join(out)
 
+
+def stable_prefix_length(text: str) -> int:
+    """How much of a growing ``text`` can be shown now: the length of its longest prefix
+    whose :func:`display_markdown` no later text can change (so a streamed display only
+    ever grows). Held back: an unclosed ``\\(`` or ``\\[``, inline code not closed yet,
+    a trailing ``!`` or backslash, and an unfinished line that may open a fence or an
+    HTML block."""
+    kinds = LineKinds()
+    para_start = 0
+    pos = 0
+    end_of_text = len(text)
+    for line in _lines(text):
+        end = pos + len(line)
+        if not line.endswith(("\n", "\r")):  # the unfinished last line
+            if not kinds.in_code and maybe_block_start(line):
+                end_of_text = pos
+            break
+        if kinds.kind(line) is not Kind.TEXT:
+            para_start = end
+        pos = end
+    if kinds.in_code:
+        return end_of_text  # inside code: shown as it comes
+    return para_start + _settled(text[para_start:end_of_text])
+
+
+def _settled(para: str) -> int:
+    """Length of the part of an unfinished paragraph that later text cannot change."""
+    limit = len(para)
+    spans = _code_runs(para) if "`" in para else []
+    if "`" in para:  # an unmatched run of backticks may still be closed later
+        covered = {s for s, _ in spans}
+        i = 0
+        while True:
+            i = para.find("`", i)
+            if i < 0 or i >= limit:
+                break
+            inside = next((e for s, e in spans if s <= i < e), None)
+            if inside is not None:
+                i = inside
+                continue
+            if i not in covered:
+                limit = i
+                break
+            i += 1
+    piece_start = max((e for _, e in spans if e <= limit), default=0)
+    piece = para[piece_start:limit]
+    for opener, closer in (("\\[", "\\]"), ("\\(", "\\)")):
+        a = 0
+        while True:
+            a = piece.find(opener, a)
+            if a < 0:
+                break
+            b = piece.find(closer, a + len(opener) + 1)
+            if b < 0:
+                limit = min(limit, piece_start + a)
+                break
+            a = b + len(closer)
+    while limit > 0 and para[limit - 1] in "!\\":
+        limit -= 1
+    return limit

@@ -37,7 +37,7 @@ class Draft:
     appends, and says what changed."""
 
     __slots__ = (
-        "model", "delta", "queue", "started", "done", "statuses", "_seen",
+        "model", "delta", "queue", "started", "done", "statuses", "_seen", "rewrites",
         "_parts", "_text", "_size", "_rparts", "_reasoning", "_rsize",
     )
 
@@ -49,6 +49,7 @@ class Draft:
         self.done = False
         self.statuses: list[str] = []  # distinct status lines, in order
         self._seen: set[str] = set()  # the same lines, for an O(1) duplicate check
+        self.rewrites = 0  # how often the Space rewrote the answer (not an append)
         self._parts: list[str] = []
         self._text: str | None = ""
         self._size = 0
@@ -100,6 +101,7 @@ class Draft:
         if text.startswith(current):
             return self._append(text[len(current):])
         self._parts, self._text, self._size, self.delta = [text], text, len(text), ""
+        self.rewrites += 1
         return Change.REWRITE
 
     def _set_reasoning(self, text: str) -> Change:

@@ -22,6 +22,7 @@ from streamlit.delta_generator import DeltaGenerator
 import qwen_core
 from qwen_chat import conversation as conv
 from qwen_chat import display, files
+from qwen_chat.blocks import split_blocks
 from qwen_chat.conversation import Chat, ChatBox, Role
 from qwen_chat.owner import owner_from
 from qwen_chat.persist import AnswerSaver, Keeper
@@ -497,16 +498,15 @@ def space_states(settings: Settings, *, ask_hub: bool) -> dict[str, str]:
 
 
 def show_text(text: str, settings: Settings, key: str) -> None:
-    """A message's Markdown, cut at the display cap (the whole text is downloadable)."""
+    """A message's Markdown in the blocks a streamed answer is drawn in (so it looks the
+    same after a reload), cut at the display cap (the whole text is downloadable)."""
+    for block in split_blocks(text[:MAX_SHOWN_CHARS]):
+        st.markdown(display.display_markdown(block, images=settings.remote_images))
     if len(text) > MAX_SHOWN_CHARS:
-        st.markdown(display.display_markdown(text[:MAX_SHOWN_CHARS],
-                                             images=settings.remote_images))
         st.caption(f"Showing the first {MAX_SHOWN_CHARS:,} of {len(text):,} characters.")
         st.download_button("Download the whole text", data=text, file_name="qwen-answer.md",
                            mime="text/markdown", on_click="ignore", key=f"full-{key}",
                            icon=":material/download:")
-        return
-    st.markdown(display.display_markdown(text, images=settings.remote_images))
 
 
 def show_history(chat: Chat, settings: Settings) -> None:

@@ -12,6 +12,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 import qwen_core
 
+from .blocks import stream_blocks
 from .display import display_markdown, queue_line
 from .draft import Change, Draft, coalesce
 
@@ -40,34 +41,15 @@ class TurnView:
     def run(self, events: Iterator[qwen_core.Event], draft: Draft) -> None:
         self.progress.caption(":material/hourglass_top: " + queue_line(None))
         batches = coalesce(self._chunks(events, draft))
-        shown = ""
         while True:
-            restart: list[str] = []
+            restart: list[bool] = []
             with self.answer.container(key="answer-live"):
-                st.write_stream(self._rendered(batches, draft, shown, restart))
+                st.write_stream(stream_blocks(batches, draft, restart, images=self._images,
+                                              cap=MAX_SHOWN_CHARS))
             if not restart:
-                break
-            shown = restart[0]  # what is on screen changed, not only grew: draw it anew
+                break  # else: the Space rewrote its answer: draw it anew
         self._show_thinking(draft, final=True)
         self.progress.empty()
-
-    def _rendered(
-        self, batches: Iterator[str], draft: Draft, shown: str, restart: list[str]
-    ) -> Iterator[str]:
-        """What ``st.write_stream`` appends: the answer as the page will show it once
-        stored (LaTeX converted, remote images disarmed, cut at the display cap) — so an
-        image is never fetched while it streams either. Usually that only grows; when it
-        does not (a LaTeX span closed, the Space rewrote its answer), end this element
-        and let :meth:`run` draw a new one from ``restart``."""
-        if shown:
-            yield shown
-        for _ in batches:  # a batch is due: render everything so far
-            text = display_markdown(draft.text[:MAX_SHOWN_CHARS], images=self._images)
-            if not text.startswith(shown):
-                restart.append(text)
-                return
-            yield text[len(shown):]
-            shown = text
 
     def _chunks(self, events: Iterator[qwen_core.Event], draft: Draft) -> Iterator[str]:
         """Raw text deltas for the coalescer (``""`` is a tick that lets a due batch go)."""
@@ -88,7 +70,7 @@ class TurnView:
                         "characters; the rest is kept and offered as a download."
                     )
                 if change & Change.REWRITE:
-                    yield draft.text or " "  # any text makes the coalescer flush
+                    yield " "  # any text makes the coalescer flush: the view redraws
                 elif not self._capped or draft.size - len(draft.delta) < MAX_SHOWN_CHARS:
                     yield draft.delta
                 else:

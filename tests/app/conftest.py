@@ -89,11 +89,12 @@ def answer_block(at: AppTest, index: int = -1):
 
 
 def shown_answer(at: AppTest, index: int = -1) -> str:
-    """The answer text drawn in an assistant message (not the Thinking expander's)."""
+    """The answer text drawn in an assistant message (not the Thinking expander's). A
+    long answer is drawn in blocks cut at blank lines (st.markdown strips each)."""
     block = answer_block(at, index)
     inside = {id(e) for x in block.expander for e in x.markdown}
     texts = [m.value for m in block.markdown if id(m) not in inside]
-    return "\n".join(texts)
+    return "\n\n".join(texts)
 
 
 def captions(at: AppTest, index: int = -1) -> list[str]:
