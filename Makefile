@@ -23,7 +23,7 @@ $(VENV)/.dev-ok: $(VENV)/.app-ok requirements-dev.txt
 	touch $@
 
 chromium:
-	@command -v chromium >/dev/null || { \
+	@test -x /usr/bin/chromium || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
@@ -34,9 +34,11 @@ run: $(VENV)/.app-ok
 
 lint: $(VENV)/.dev-ok
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict qwen_core
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict qwen_core
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -608,6 +608,8 @@ def stream_answer(
                 model, conv.to_qwen_messages(chat, current_system(model)),
                 base_url=settings.space_urls.get(model.space_id) or model.adapter.url(),
                 hf_token=settings.hf_token, **options,
+                limits=qwen_core.Limits(max_answer_chars=settings.max_answer_chars,
+                                        max_turn_seconds=settings.max_turn_seconds),
             )
             with contextlib.closing(events):
                 view.run(events, draft)

@@ -12,6 +12,7 @@ from .client import EventStream, astream_chat, astream_events, stream_chat, stre
 from .errors import (
     GenerationError,
     InvalidRequest,
+    LimitExceeded,
     QueueFull,
     RateLimited,
     SpaceAPIChanged,
@@ -19,8 +20,9 @@ from .errors import (
     SpaceUnavailable,
 )
 from .events import Event
+from .limits import Limits
 from .models import MODELS, Model, resolve_model
-from .settings import parse_space_urls
+from .settings import parse_space_urls, redact_url
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,8 @@ __all__ = [
     "Event",
     "events",
     "parse_space_urls",
+    "redact_url",
+    "Limits",
     "SpaceError",
     "SpaceUnavailable",
     "QueueFull",
@@ -43,4 +47,5 @@ __all__ = [
     "SpaceAPIChanged",
     "GenerationError",
     "InvalidRequest",
+    "LimitExceeded",
 ]

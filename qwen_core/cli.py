@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from .client import stream_events
 from .errors import SpaceError
 from .events import Done, QueueStatus, ReasoningDelta, Status, TextDelta, TextReplaced
 from .models import MODELS
+
+# C0 controls but \t and \n, DEL, and C1 controls (\x9b is a one-byte CSI on some
+# terminals): a Space's text must not move the cursor, retitle the window, write the
+# clipboard (OSC 52) or anything else a terminal does on an escape sequence. Stripping ESC
+# itself means pieces split across deltas cannot join into a sequence.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
+
+
+def sanitize(text: str) -> str:
+    """``text`` without terminal control characters (``\n`` and ``\t`` stay); linear."""
+    return _CONTROL.sub("", text)
+
+
+class _Terminal:
+    """Writes sanitized text, never failing on the stream's encoding: what it cannot
+    encode (a lone surrogate, CJK on an ASCII terminal) is replaced, not a traceback."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = sanitize(text)
+        try:
+            self.stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(self.stream, "encoding", None) or "utf-8"
+            self.stream.write(
+                text.encode(encoding, "replace").decode(encoding, "replace")
+            )
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _list() -> str:
@@ -52,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": question})
     options = {} if args.thinking_budget is None else {"thinking_budget": args.thinking_budget}
-    out, err = sys.stdout, sys.stderr
+    out, err = _Terminal(sys.stdout), _Terminal(sys.stderr)
     wrote = False
     try:
         with stream_events(args.model, messages, base_url=args.base_url,

@@ -4,13 +4,15 @@ async twins. Requests are validated when called (bad model or messages raise
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from typing import Any, Generic, TypeVar
 
 import httpx
 
 from . import queue_api as q
+from .errors import InvalidRequest
 from .events import Event, TextDelta
+from .limits import DEFAULT_LIMITS, Limits
 from .models import Model
 from .settings import make_timeout
 from .transport import run_async, run_sync
@@ -26,7 +28,7 @@ class EventStream(Generic[T]):
     breaking out of a ``for`` loop and dropping it) closes the HTTP stream and cancels the
     Space's job."""
 
-    def __init__(self, gen: Iterator[T]) -> None:
+    def __init__(self, gen: Generator[T, None, None]) -> None:
         self._gen = gen
 
     def __iter__(self) -> EventStream[T]:
@@ -36,7 +38,7 @@ class EventStream(Generic[T]):
         return next(self._gen)
 
     def close(self) -> None:
-        self._gen.close()  # type: ignore[attr-defined]
+        self._gen.close()
 
     def __enter__(self) -> EventStream[T]:
         return self
@@ -45,14 +47,23 @@ class EventStream(Generic[T]):
         self.close()
 
 
+def _limits(limits: Limits | None) -> Limits:
+    if limits is None:
+        return DEFAULT_LIMITS
+    if not isinstance(limits, Limits):
+        raise InvalidRequest(f"limits must be a qwen_core.Limits, got {type(limits).__name__}")
+    return limits
+
+
 def _events(
-    request: q.Request, proxy: str | None, timeout: httpx.Timeout, client: httpx.Client | None
-) -> Iterator[Event]:
+    request: q.Request, proxy: str | None, timeout: httpx.Timeout, client: httpx.Client | None,
+    limits: Limits,
+) -> Generator[Event, None, None]:
     if client is not None:
-        yield from run_sync(client, request, timeout)
+        yield from run_sync(client, request, timeout, limits)
         return
     with httpx.Client(proxy=proxy, timeout=timeout, follow_redirects=True) as own:
-        yield from run_sync(own, request, timeout)
+        yield from run_sync(own, request, timeout, limits)
 
 
 def stream_events(
@@ -64,6 +75,7 @@ def stream_events(
     proxy: str | None = None,
     timeout: Timeout = None,
     client: httpx.Client | None = None,
+    limits: Limits | None = None,
     **options: Any,
 ) -> EventStream[Event]:
     """Stream typed events (:mod:`qwen_core.events`) for one chat turn.
@@ -74,19 +86,22 @@ def stream_events(
     ``hf_token`` (default env ``HF_TOKEN``) is sent only to Hugging Face hosts or an
     explicit base URL. ``timeout``: seconds, ``(connect, read)`` or ``httpx.Timeout``; the
     read timeout is the longest silence tolerated. ``client``: your own ``httpx.Client``
-    (its proxy and pool are used). ``options``: per-Space options (e.g. Qwen3's
-    ``thinking_budget``)."""
+    (its proxy and pool are used). ``limits``: a :class:`~qwen_core.Limits` (answer size,
+    turn time, reply and line sizes; default ``Limits()``); going past one ends the turn
+    with :class:`~qwen_core.LimitExceeded`, the partial answer kept and the job cancelled.
+    ``options``: per-Space options (e.g. Qwen3's ``thinking_budget``)."""
+    bounds = _limits(limits)
     request = q.prepare(model, messages, base_url=base_url, hf_token=hf_token, options=options)
-    return EventStream(_events(request, proxy, make_timeout(timeout), client))
+    return EventStream(_events(request, proxy, make_timeout(timeout), client, bounds))
 
 
-def _texts(events: Iterator[Event]) -> Iterator[str]:
+def _texts(events: EventStream[Event]) -> Generator[str, None, None]:
     try:
         for event in events:
             if type(event) is TextDelta:
                 yield event.text
     finally:
-        events.close()  # type: ignore[attr-defined]
+        events.close()
 
 
 def stream_chat(
@@ -98,6 +113,7 @@ def stream_chat(
     proxy: str | None = None,
     timeout: Timeout = None,
     client: httpx.Client | None = None,
+    limits: Limits | None = None,
     **options: Any,
 ) -> EventStream[str]:
     """Stream the answer's text deltas; ``"".join(...)`` is the answer whenever the Space
@@ -105,20 +121,24 @@ def stream_chat(
     :func:`stream_events`); if the Space rewrites earlier text, only later appends are
     yielded and :class:`~qwen_core.events.Done` (via ``stream_events``) has the final text."""
     events = stream_events(model, messages, base_url=base_url, hf_token=hf_token, proxy=proxy,
-                           timeout=timeout, client=client, **options)
+                           timeout=timeout, client=client, limits=limits, **options)
     return EventStream(_texts(events))
 
 
 async def _aevents(
     request: q.Request, proxy: str | None, timeout: httpx.Timeout,
-    client: httpx.AsyncClient | None,
-) -> AsyncIterator[Event]:
+    client: httpx.AsyncClient | None, limits: Limits,
+) -> AsyncGenerator[Event, None]:
     if client is not None:
-        async for event in run_async(client, request, timeout):
-            yield event
+        gen = run_async(client, request, timeout, limits)
+        try:
+            async for event in gen:
+                yield event
+        finally:
+            await gen.aclose()
         return
     async with httpx.AsyncClient(proxy=proxy, timeout=timeout, follow_redirects=True) as own:
-        gen = run_async(own, request, timeout)
+        gen = run_async(own, request, timeout, limits)
         try:
             async for event in gen:
                 yield event
@@ -135,24 +155,27 @@ def astream_events(
     proxy: str | None = None,
     timeout: Timeout = None,
     client: httpx.AsyncClient | None = None,
+    limits: Limits | None = None,
     **options: Any,
-) -> AsyncIterator[Event]:
-    """Async twin of :func:`stream_events` (an async generator; ``aclose()`` cancels)."""
+) -> AsyncGenerator[Event, None]:
+    """Async twin of :func:`stream_events` (an async generator; ``aclose()`` cancels, and
+    so does cancelling the task or an enclosing cancel scope while it streams)."""
+    bounds = _limits(limits)
     request = q.prepare(model, messages, base_url=base_url, hf_token=hf_token, options=options)
-    return _aevents(request, proxy, make_timeout(timeout), client)
+    return _aevents(request, proxy, make_timeout(timeout), client, bounds)
 
 
-def astream_chat(model: str | Model, messages: Any, **kwargs: Any) -> AsyncIterator[str]:
+def astream_chat(model: str | Model, messages: Any, **kwargs: Any) -> AsyncGenerator[str, None]:
     """Async twin of :func:`stream_chat` (validates at once, streams when iterated)."""
     return _atexts(astream_events(model, messages, **kwargs))
 
 
-async def _atexts(gen: AsyncIterator[Event]) -> AsyncIterator[str]:
+async def _atexts(gen: AsyncGenerator[Event, None]) -> AsyncGenerator[str, None]:
     try:
         async for event in gen:
             if type(event) is TextDelta:
                 yield event.text
     finally:
-        await gen.aclose()  # type: ignore[attr-defined]
+        await gen.aclose()
 
 

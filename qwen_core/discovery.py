@@ -9,6 +9,7 @@ API changed and :class:`~qwen_core.SpaceAPIChanged` says how.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,15 @@ from .errors import SpaceAPIChanged
 from .protocol import SUPPORTED_PROTOCOLS
 from .spaces.base import Layout, SpaceAdapter
 
-__all__ = ["layout_from_config"]
+__all__ = ["layout_from_config", "check_api_prefix"]
+
+# a plain path: "/segment/segment", each segment of URL-unreserved characters (no "%": a
+# percent-escape could decode to "/" or ".." on the server's side)
+_PREFIX = re.compile(r"(?:/[A-Za-z0-9._~-]+)*/?")
+MAX_PREFIX = 256
+# what a Space's /config is expected to hold; anything else is a broken or hostile config
+_READ_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError,
+                OverflowError)
 
 
 def _types_match(
@@ -33,13 +42,69 @@ def _describe(types: Sequence[str]) -> str:
     return "[" + ", ".join(types) + "]"
 
 
+def _clip(value: Any, size: int = 100) -> str:
+    """A short printable ``repr`` of a value from the Space (strings and numbers only)."""
+    if isinstance(value, str):
+        return repr(value[:size]) + ("..." if len(value) > size else "")
+    if isinstance(value, (int, float, bool)) or value is None:
+        return repr(value)[:size]
+    return f"a JSON {type(value).__name__}"
+
+
+def check_api_prefix(prefix: Any, space: str | None = None) -> str:
+    """The ``api_prefix`` a Space's /config gives, if it is a plain URL path ("" or
+    "/gradio_api"-like: no "..", "//", "@", ":", "?", "#", "%", backslash, whitespace or
+    control characters), without its trailing slash. Anything else would let the Space
+    steer our requests (and the user's token) to another host or port:
+    :class:`~qwen_core.SpaceAPIChanged` naming it."""
+    if (
+        not isinstance(prefix, str)
+        or len(prefix) > MAX_PREFIX
+        or not _PREFIX.fullmatch(prefix)
+        or ".." in prefix
+        or any(seg == "." for seg in prefix.split("/"))
+    ):
+        raise SpaceAPIChanged(
+            f"the Space's /config gives the API prefix {_clip(prefix)}, which is not a plain "
+            "URL path like '/gradio_api'; qwen_core will not send requests there",
+            space_id=space,
+        )
+    return prefix.rstrip("/")
+
+
 def layout_from_config(adapter: type[SpaceAdapter], config: Any) -> Layout:
-    """The adapter's event as the running Space serves it, or SpaceAPIChanged."""
+    """The adapter's event as the running Space serves it, or SpaceAPIChanged (also for a
+    config of unexpected types or absurd nesting: never a TypeError or RecursionError)."""
+    try:
+        return _layout(adapter, config)
+    except SpaceAPIChanged:
+        raise
+    except _READ_ERRORS as exc:
+        raise SpaceAPIChanged(
+            f"the Space's /config cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
+            space_id=adapter.space_id,
+        ) from exc
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _key(value: Any) -> int | str | None:
+    """A component id usable as a dict key (ids are ints; anything unhashable is none)."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _layout(adapter: type[SpaceAdapter], config: Any) -> Layout:
     space = adapter.space_id
     if not isinstance(config, Mapping):
         raise SpaceAPIChanged("the Space's /config is not a JSON object", space_id=space)
-    version = config.get("version")
-    version = str(version) if version is not None else None
+    raw_version = config.get("version")
+    version = (
+        str(raw_version)[:100] if isinstance(raw_version, (str, int, float)) else None
+    )
     protocol = config.get("protocol")
     if protocol == "ws" or (protocol is None and version and version.startswith(("2.", "3."))):
         raise SpaceAPIChanged(
@@ -47,26 +112,35 @@ def layout_from_config(adapter: type[SpaceAdapter], config: Any) -> Layout:
             "which qwen_core does not support (it needs Gradio 4 or newer)",
             space_id=space,
         )
-    if protocol not in SUPPORTED_PROTOCOLS:
+    if not isinstance(protocol, str) or protocol not in SUPPORTED_PROTOCOLS:
         raise SpaceAPIChanged(
-            f"the Space speaks queue protocol {protocol!r}; qwen_core supports "
+            f"the Space speaks queue protocol {_clip(protocol)}; qwen_core supports "
             f"{', '.join(SUPPORTED_PROTOCOLS)}",
             space_id=space,
         )
     prefix = config.get("api_prefix")
-    if not isinstance(prefix, str):
+    if prefix is None:
         prefix = "/gradio_api" if version and version.split(".")[0] not in ("4", "") else ""
-    prefix = prefix.rstrip("/")
+    prefix = check_api_prefix(prefix, space)
 
-    components = {
-        c.get("id"): c for c in config.get("components") or [] if isinstance(c, Mapping)
-    }
-    deps = [d for d in config.get("dependencies") or [] if isinstance(d, Mapping)]
+    components: dict[int | str, Mapping[str, Any]] = {}
+    for c in _list(config.get("components")):
+        if isinstance(c, Mapping):
+            key = _key(c.get("id"))
+            if key is not None:
+                components[key] = c
+    deps = [d for d in _list(config.get("dependencies")) if isinstance(d, Mapping)]
+
+    def component(cid: Any) -> Mapping[str, Any]:
+        key = _key(cid)
+        return components.get(key, {}) if key is not None else {}
+
+    def type_of(cid: Any) -> str:
+        kind = component(cid).get("type", "?")
+        return kind.lower()[:100] if isinstance(kind, str) else "?"
 
     def types(ids: Any) -> tuple[str, ...]:
-        return tuple(
-            str(components.get(i, {}).get("type", "?")).lower() for i in (ids or [])
-        )
+        return tuple(type_of(i) for i in _list(ids))
 
     def fits(dep: Mapping[str, Any]) -> bool:
         return _types_match(types(dep.get("inputs")), adapter.input_types) and _types_match(
@@ -75,7 +149,7 @@ def layout_from_config(adapter: type[SpaceAdapter], config: Any) -> Layout:
 
     def index_of(position: int, dep: Mapping[str, Any]) -> int:
         dep_id = dep.get("id")
-        return dep_id if isinstance(dep_id, int) else position
+        return dep_id if isinstance(dep_id, int) and not isinstance(dep_id, bool) else position
 
     by_index = {index_of(i, d): d for i, d in enumerate(deps)}
     chosen: tuple[int, Mapping[str, Any]] | None = None
@@ -107,9 +181,7 @@ def layout_from_config(adapter: type[SpaceAdapter], config: Any) -> Layout:
             space_id=space,
         )
     fn_index, dep = chosen
-    input_props = tuple(
-        dict(components.get(i, {}).get("props") or {}) for i in dep.get("inputs") or []
-    )
+    input_props = tuple(_props(component(i)) for i in _list(dep.get("inputs")))
     return Layout(
         protocol=protocol,
         api_prefix=prefix,
@@ -120,3 +192,8 @@ def layout_from_config(adapter: type[SpaceAdapter], config: Any) -> Layout:
         input_props=input_props,
         discovered=True,
     )
+
+
+def _props(comp: Mapping[str, Any]) -> Mapping[str, Any]:
+    props = comp.get("props")
+    return dict(props) if isinstance(props, Mapping) else {}

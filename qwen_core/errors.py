@@ -15,6 +15,7 @@ __all__ = [
     "SpaceAPIChanged",
     "GenerationError",
     "InvalidRequest",
+    "LimitExceeded",
 ]
 
 
@@ -66,3 +67,17 @@ class GenerationError(SpaceError):
 
 class InvalidRequest(SpaceError):
     """The caller's request is wrong: unknown model, malformed messages, oversized input."""
+
+
+class LimitExceeded(SpaceError):
+    """A bound of :class:`~qwen_core.Limits` ended the turn: the answer grew too long, the
+    turn took too long, or the Space sent an oversized line or reply. ``limit`` names the
+    setting (e.g. ``"max_answer_chars"``), ``value`` is its value; ``partial`` keeps the
+    answer text received so far, and the Space's job (if one was running) is cancelled."""
+
+    def __init__(
+        self, message: str, *, limit: str = "", value: float = 0, **kw: object
+    ) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.limit = limit
+        self.value = value

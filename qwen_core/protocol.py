@@ -152,7 +152,8 @@ class TurnDecoder:
             if not exc.partial:
                 exc.partial = self.answer
             raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError,
+                OverflowError) as exc:
             raise SpaceAPIChanged(
                 f"the Space sent a queue message qwen_core cannot read ({exc!r})",
                 space_id=self.adapter.space_id,
@@ -225,9 +226,10 @@ class TurnDecoder:
 
     def _output_data(self, message: Mapping[str, Any]) -> list[Any]:
         output = message.get("output")
-        if not isinstance(output, Mapping) or not isinstance(output.get("data"), list):
+        data = output.get("data") if isinstance(output, Mapping) else None
+        if not isinstance(data, list):
             raise SpaceAPIChanged("the Space's update has no output data list")
-        return output["data"]
+        return data
 
     def _generating(self, message: Mapping[str, Any]) -> list[Event]:
         data = self._output_data(message)
@@ -432,11 +434,19 @@ def _unquote(text: str) -> str:
     return text
 
 
+MAX_COUNT = 10**12  # queue positions and sizes beyond this are nonsense, not numbers to show
+
+
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT:
+        return value
+    return None
 
 
 def _float_or_none(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            return None
     return None

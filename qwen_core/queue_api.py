@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from .conversation import Conversation, parse_messages
 from .discovery import layout_from_config
 from .errors import (
@@ -25,7 +27,7 @@ from .errors import (
     SpaceUnavailable,
 )
 from .models import Model, resolve_model
-from .settings import Endpoint, resolve_endpoint
+from .settings import Endpoint, redact_url, resolve_endpoint
 from .spaces.base import Layout, Payload, SpaceAdapter
 
 __all__ = [
@@ -70,8 +72,27 @@ class Request:
         return self.model.space_id
 
     def url(self, path: str, layout: Layout | None = None) -> str:
+        """``base + api_prefix + path``, checked to stay on the base URL's scheme, host,
+        port and userinfo: nothing a Space says can send a request (or the token) elsewhere
+        (the prefix is also checked when discovered; this is the second line)."""
         prefix = layout.api_prefix if layout is not None else ""
-        return f"{self.endpoint.base_url}{prefix}{path}"
+        base = self.endpoint.base_url
+        url = f"{base}{prefix}{path}"
+        try:
+            origin, target = httpx.URL(base), httpx.URL(url)
+            same = (
+                target.scheme == origin.scheme and target.host == origin.host
+                and target.port == origin.port and target.userinfo == origin.userinfo
+            )
+        except Exception:  # noqa: BLE001 - httpx.InvalidURL and whatever its parser raises
+            same = False
+        if not same:
+            raise SpaceAPIChanged(
+                f"refusing to request {redact_url(url)[:300]!r}: with the Space's API prefix "
+                f"{prefix[:100]!r} it leaves {redact_url(base)[:200]!r}",
+                space_id=self.space_id,
+            )
+        return url
 
     def payload(self, layout: Layout) -> Payload:
         return self.adapter.build(self.model.spec, self.conversation, layout, self.options)
@@ -127,8 +148,15 @@ def read_config(
     if status == 200 and not _looks_like_html(content_type, body):
         try:
             config = json.loads(body)
-        except ValueError:
+        except (json.JSONDecodeError, UnicodeDecodeError):  # not JSON: use known values
             return None
+        except (RecursionError, ValueError) as exc:
+            # JSON, but absurd: nested past Python's recursion limit, or a number too long
+            # to convert (int max str digits); a broken or hostile Space
+            why = "nested too deeply" if isinstance(exc, RecursionError) else "absurd"
+            raise SpaceAPIChanged(
+                f"the Space's /config cannot be read ({why}: {str(exc)[:120]})", space_id=space
+            ) from exc
         return layout_from_config(request.adapter, config)
     if _looks_like_html(content_type, body) or status >= 500:
         raise SpaceUnavailable(
@@ -165,21 +193,29 @@ def _retry_after(value: str | None) -> float | None:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError, IndexError):  # e.g. a 30-digit year
         return None
-    return max(0.0, when.timestamp() - time.time())
+
+
+MAX_DETAIL = 500  # characters of a Space's error text quoted in a message
 
 
 def _detail(body: bytes) -> str | None:
     try:
         decoded = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(decoded, Mapping):
         detail = decoded.get("detail") or decoded.get("error") or decoded.get("message")
+        if isinstance(detail, (str, int, float)):
+            return str(detail)[:MAX_DETAIL]
         if detail:
-            return str(detail)
+            return f"(a JSON {type(detail).__name__})"
     return None
+
+
+MAX_EVENT_ID = 256
 
 
 def read_join(
@@ -203,11 +239,16 @@ def read_join(
             )
         try:
             event_id = json.loads(body)["event_id"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
             raise SpaceAPIChanged(
                 f"the Space's queue/join answer has no event_id: {body[:200]!r}", space_id=space
             ) from exc
-        return str(event_id)
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID:
+            raise SpaceAPIChanged(
+                f"the Space's queue/join answer has no usable event_id: {body[:200]!r}",
+                space_id=space,
+            )
+        return event_id
     if status == 429:
         wait = _retry_after(headers.get("retry-after"))
         if attempt < MAX_RATE_RETRIES and (wait is None or wait <= MAX_RETRY_WAIT):

@@ -133,6 +133,7 @@ def text_of(value: Any) -> str | None:
         return value
     if isinstance(value, Mapping):
         for key in ("text", "content"):
-            if isinstance(value.get(key), str):
-                return value[key]
+            text = value.get(key)
+            if isinstance(text, str):
+                return text
     return None

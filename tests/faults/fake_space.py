@@ -36,7 +36,17 @@ clear it to make a Retry succeed). Faults:
 ``bytewise``        the whole data response written one byte at a time (UTF-8 split)
 ``slow:N:MS``       N tokens, MS ms apart (for early close)
 ``pace:MS``         the usual echo, MS ms between tokens (for overlapping sessions)
+``forever:MS``      tokens ``f{i} `` appended without end (MS ms apart; at most 200,000 tokens
+                    or 60 s), until the client leaves
+``drip:K:MS``       K tokens, then one byte every MS ms (an endless ``:`` comment line: no
+                    event, but never silent; at most 60 s), until the client leaves
+``hugeline:MIB``    2 tokens, then one ``data:`` line of MIB MiB, sent in 1 MiB chunks
+``deep:K``          K tokens, then a message nested 100,000 lists deep
 ==================  ==========================================================================
+
+Hostile ``/config`` modes (:attr:`FakeSpace.config_mode`) besides the ones of
+:func:`_config_for`: ``prefix:VALUE`` serves ``api_prefix`` VALUE; ``huge:MIB`` sends a
+``/config`` of MIB MiB (chunked, no length) in 1 MiB chunks.
 """
 
 from __future__ import annotations
@@ -165,6 +175,10 @@ def _config_for(mode: str) -> tuple[int, str, bytes]:
     if mode == "gradio3_noproto":  # Gradio 3 configs before "protocol" existed
         config = config_gradio5("3.36.1")
         del config["protocol"], config["api_prefix"]
+        return 200, js, _dumps(config)
+    if mode.startswith("prefix:"):  # a hostile api_prefix (e.g. "@127.0.0.1:PORT")
+        config = config_gradio5()
+        config["api_prefix"] = mode[len("prefix:"):]
         return 200, js, _dumps(config)
     raise ValueError(f"unknown config mode {mode!r}")
 
@@ -359,6 +373,8 @@ class FakeSpace:
         """Answer one request; False closes the connection."""
         path = req.path
         if req.method == "GET" and path == "/config":
+            if self.config_mode.startswith("huge:"):
+                return await _huge_config(writer, int(self.config_mode.split(":")[1]))
             status, ctype, body = _config_for(self.config_mode)
             return await _respond(writer, status, body, ctype)
         if req.method == "POST" and path == f"{PREFIX}/queue/join":
@@ -482,6 +498,12 @@ class FakeSpace:
             delay = k / 1000
         elif fault == "big":
             tokens = [("0123456789abcdef" * (k // 16 + 1))[:k]]
+        elif fault in ("drip", "deep"):
+            tokens = tokens[:k]
+        elif fault == "hugeline":
+            tokens = tokens[:2]
+        elif fault == "forever":
+            tokens = []
 
         if fault == "lost":
             await out.send({"msg": "unexpected_error", "event_id": None,
@@ -523,6 +545,36 @@ class FakeSpace:
                                     [], [["append", [0, 1], "X"], ["delete", [7], None]],
                                     [["replace", [], 42]]], "is_generating": True}})
                 await out.send({"msg": "heartbeat", "event_id": None})
+        if fault == "forever":
+            started = time.monotonic()
+            for i in range(200_000):
+                if k:
+                    await asyncio.sleep(k / 1000)
+                elif i % 100 == 0:
+                    await asyncio.sleep(0)  # let the client's leaving be noticed
+                if time.monotonic() - started > 60:
+                    break
+                await out.send(msg("process_generating", success=True, output={
+                    "data": [[], [["append", [n, 1], f"f{i} "]], []], "is_generating": True}))
+            return "end"
+        if fault == "drip":
+            await out.send_raw(b":")
+            started = time.monotonic()
+            while time.monotonic() - started < 60:
+                await asyncio.sleep((args[1] if len(args) > 1 else 100) / 1000)
+                await out.send_raw(b"x")
+            return "end"
+        if fault == "hugeline":
+            await out.send_raw(b'data: {"msg": "process_generating", "event_id": "' +
+                               eid.encode() + b'", "pad": "')
+            chunk = b"a" * (1 << 20)
+            for _ in range(k):
+                await out.send_raw(chunk)
+            await out.send_raw(b'"}\n\n')
+            return "end"
+        if fault == "deep":
+            await out.send_raw(b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n")
+            return "end"
         if fault == "cut":
             return "drop"
         if fault == "eof":
@@ -627,6 +679,24 @@ async def _respond(
              f"content-type: {content_type}", f"content-length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    await writer.drain()
+    return True
+
+
+async def _huge_config(writer: asyncio.StreamWriter, mib: int) -> bool:
+    """A /config of ``mib`` MiB, chunked (no length to refuse up front), 1 MiB at a time;
+    stops when the client leaves."""
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                 b"transfer-encoding: chunked\r\n\r\n")
+    chunk = b"a" * (1 << 20)
+    head = b'{"version": "'
+    writer.write(b"%x\r\n%s\r\n" % (len(head), head))
+    for _ in range(mib):
+        if writer.is_closing():
+            return False
+        writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        await writer.drain()
+    writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (2, b'"}'))
     await writer.drain()
     return True
 
