@@ -156,15 +156,17 @@ class Coalescer:
     """Batches text deltas so a renderer that re-sends the whole text per chunk (as
     ``st.write_stream`` does) gets few, larger chunks: :meth:`add` text, :meth:`due`
     says a batch may go out, :meth:`take` returns it. A batch goes out at most every
-    ``interval`` seconds; that interval grows with the text already sent
-    (``sent / chars_per_second``) so very long answers cost bounded bytes per second."""
+    ``interval`` seconds. With ``chars_per_second`` the interval grows with the text
+    already sent (``sent / chars_per_second``), for a renderer whose cost per flush grows
+    with the answer; the page's renderer re-sends only the open block
+    (:mod:`qwen_chat.blocks`), so it keeps the interval fixed: no back-off."""
 
     def __init__(
         self,
         interval: float = 0.05,
         *,
         clock: Callable[[], float] = time.monotonic,
-        chars_per_second: float = 200_000.0,
+        chars_per_second: float | None = None,
     ) -> None:
         self.interval = interval
         self.chars_per_second = chars_per_second
@@ -186,7 +188,9 @@ class Coalescer:
             return False
         if self._last is None:
             return True
-        wait = max(self.interval, self._sent / self.chars_per_second)
+        wait = self.interval
+        if self.chars_per_second:
+            wait = max(wait, self._sent / self.chars_per_second)
         return self._clock() - self._last >= wait
 
     def take(self) -> str:
@@ -202,7 +206,7 @@ def coalesce(
     interval: float = 0.05,
     *,
     clock: Callable[[], float] = time.monotonic,
-    chars_per_second: float = 200_000.0,
+    chars_per_second: float | None = None,
 ) -> Iterator[str]:
     """Re-chunk ``chunks``: yield at most every ``interval`` seconds, plus a final flush.
     An empty chunk is a tick (no text, but a chance to flush a due batch), so a source can
