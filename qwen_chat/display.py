@@ -101,6 +101,7 @@ def override_state(url: str) -> str:
 _MD_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$&\"'=^")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_WWW = re.compile(r"www\\\.", re.I)
 
 
 def model_label(model_id: str | None) -> str:
@@ -128,7 +129,14 @@ def escape_markdown(text: str, limit: int | None = 200) -> str:
     if limit is not None and len(text) > limit:
         text = text[:limit] + "…"
     text = " ".join(text.split())
-    return "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
+    text = "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
+    # GFM links bare URLs even with their punctuation escaped: a zero-width space after
+    # the scheme (and in "www.") keeps them plain text
+    if "\\:" in text:
+        text = text.replace("\\:/", "\\:\u200b/")
+    if "www" in text.lower():
+        text = _WWW.sub(lambda m: m.group(0)[:3] + "\u200b" + m.group(0)[3:], text)
+    return text
 
 
 def redact(text: str) -> str:

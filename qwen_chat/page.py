@@ -655,18 +655,17 @@ def main() -> None:
         f"Talking to **{model.label}** on the free "
         f"[{model.space_id}](https://huggingface.co/spaces/{model.space_id}) Space."
     )
+    # the chat input is read first (it is pinned to the bottom wherever it is called), so
+    # a question just sent is drawn as history and no earlier turn's buttons show while
+    # its answer streams
+    prompt = st.chat_input(f"Ask {model.label}…", key="prompt", submit_mode="stop",
+                           max_chars=model.adapter.max_input_chars)
+    from_chat_input = bool(prompt and prompt.strip() and not box().chat.pending
+                           and first_turn(prompt, model))
     for kind, text in ss.pop("flashes", []):
         getattr(st, kind)(text)
 
     show_history(box().chat, settings)
-
-    prompt = st.chat_input(f"Ask {model.label}…", key="prompt", submit_mode="stop",
-                           max_chars=model.adapter.max_input_chars)
-    from_chat_input = False
-    if prompt and prompt.strip() and not box().chat.pending and first_turn(prompt, model):
-        from_chat_input = True
-        with st.chat_message("user"):
-            show_text(prompt, settings, "new")
 
     if box().chat.pending:
         show_states(states_slot, space_states(settings, ask_hub=False))

@@ -203,6 +203,8 @@ def test_screenshots_for_the_readme_phone_and_dark_mode(browser, server: Server)
         question = "Show **bold**, `code` and $e^{i\\pi} + 1 = 0$, please."
         ask(page, question)
         expect(last_message(page)).to_contain_text("variant=None", timeout=30_000)
+        # the run that stored the answer also lists the new conversation in the sidebar
+        expect(page.get_by_role("button", name="Regenerate")).to_be_visible(timeout=30_000)
         page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
         page.get_by_role("option", name="Qwen3").click()
         expect(page).to_have_url(re.compile(r"model=qwen3-235b-a22b"), timeout=15_000)

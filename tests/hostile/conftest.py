@@ -17,3 +17,6 @@ def quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     queue_api.config_cache.clear()
     yield
     queue_api.config_cache.clear()
+
+
+from tests.browser.conftest import browser, page, server  # noqa: E402, F401 - fixtures
