@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 GRADIO_VENVS := .venv-gradio4 .venv-gradio5 .venv-gradio6
 PORT ?= 8501
 
-.PHONY: run test bench lint setup chromium clean
+.PHONY: run test bench lint setup chromium postgres clean
 
 $(VENV)/.app-ok: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,7 +27,14 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-setup: $(VENV)/.dev-ok $(addsuffix /.ok,$(GRADIO_VENVS)) chromium
+# PostgreSQL 15 for the store's tests (they start their own cluster in a temp dir)
+postgres:
+	@test -x /usr/lib/postgresql/15/bin/initdb || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq postgresql-15 postgresql-contrib >/dev/null; }
+
+setup: $(VENV)/.dev-ok $(addsuffix /.ok,$(GRADIO_VENVS)) chromium postgres
 
 run: $(VENV)/.app-ok
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)

@@ -104,6 +104,7 @@ class ChatBox:
 
     chat: Chat
     refresh: bool = False
+    stamp: object = None  # when the stored chat was last read (see persist.Keeper.refresh)
     _streaming: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @contextlib.contextmanager

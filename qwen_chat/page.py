@@ -149,7 +149,7 @@ def init_state(keeper_now: Keeper) -> None:
     follow_url()
     if box().chat.messages and not box().chat.pending:
         box().chat = keeper_now.sync(box().chat, current_system(MODELS[box().chat.model]))
-        box().chat = keeper_now.refresh(box().chat)
+        box().chat, box().stamp = keeper_now.refresh(box().chat, box().stamp)
         set_chat_param(box().chat.id)
     if st.query_params.get("model") != box().chat.model:
         st.query_params["model"] = box().chat.model  # so the URL can be shared
@@ -184,6 +184,7 @@ def follow_url() -> None:
 
 def open_chat(chat: Chat, system: str | None) -> None:
     box().chat = chat
+    box().stamp = None
     ss.system_text = system if system is not None else default_system(chat.model)
     ss.editing = False
     ss.show_all = False
@@ -408,9 +409,17 @@ def conversations() -> None:
         row.button("Undo", key="undo_delete", on_click=on_undo_delete, type="tertiary",
                    icon=":material/undo:")
     query = st.text_input("Search conversations", key="chat_query", placeholder="Search",
-                          label_visibility="collapsed", icon=":material/search:")
-    summaries = k._call(lambda s, o: s.list_chats(o, query.strip() or None,
-                                                  limit=LISTED_CHATS + 1))
+                          label_visibility="collapsed", icon=":material/search:",
+                          help="Titles and message text (3 or more characters; shorter "
+                               "searches match titles).")
+    wanted = query.strip()
+    if 0 < len(wanted) < 3:  # too short for the text index: titles of recent chats only
+        recent = k._call(lambda s, o: s.list_chats(o, None, limit=500))
+        summaries = [c for c in recent if wanted.casefold() in c.title.casefold()] \
+            if isinstance(recent, list) else recent
+    else:
+        summaries = k._call(lambda s, o: s.list_chats(o, wanted or None,
+                                                      limit=LISTED_CHATS + 1))
     if k.problem:
         st.warning(f"Conversations are not being stored right now: "
                    f"{display.escape_markdown(k.problem, 300)}", icon=":material/database:")

@@ -105,18 +105,24 @@ class Keeper:
             return False if self.problem or not self._ready() else None
         return stored.chat, stored.system  # type: ignore[attr-defined]
 
-    def refresh(self, chat: Chat) -> Chat:
+    def refresh(self, chat: Chat, known: object = None) -> tuple[Chat, object]:
         """``chat`` as stored now (other tabs' messages included), keeping what this
-        session has not stored yet and its pending flag."""
+        session has not stored yet and its pending flag, and the stamp it was read at.
+        ``known``: the stamp of the last read; an unchanged conversation is not read
+        again (one small query instead of all its messages)."""
         if chat.id is None or not self._ready():
-            return chat
-        found = self.load(chat.id)
+            return chat, known
+        chat_id = chat.id
+        stamp = self._call(lambda s, o: s.stamp(o, chat_id))
+        if stamp is None or stamp == known:
+            return chat, known
+        found = self.load(chat_id)
         if not isinstance(found, tuple):
-            return chat
+            return chat, known
         stored, _ = found
         unsynced = tuple(m for m in chat.messages if m.id is None)
         return replace(stored, messages=stored.messages + unsynced, pending=chat.pending,
-                       model=chat.model)
+                       model=chat.model), stamp
 
     def forget(self, chat: Chat, messages: tuple[Message, ...]) -> None:
         """The page dropped ``messages`` (regenerate, edit): delete their rows."""
