@@ -5,6 +5,10 @@
 - Applying the diffs Gradio computes (a line-by-line copy of ``gradio.utils.diff``, Gradio
   5.50 and 6.x alike) gives what Gradio's own client gets (``gradio_client.utils.
   apply_diff``, copied too) -- which is the new value whenever Gradio's diff is right.
+  The copies are checked against the real thing, so drift shows: every comparison also
+  runs the installed ``gradio_client.utils.apply_diff`` (main venv), and
+  :func:`test_copied_diff_is_what_the_installed_gradio_computes` runs ``gradio.utils.diff``
+  in the replica venvs (Gradio 5 and 6) on the same pairs as the copy.
   (Gradio's diff mis-indexes deletes inside nested lists: it shifts them once in the inner
   list and again in the outer one. Every client then applies the same wrong edits; so do
   we, and :func:`test_gradio_diff_quirk_is_applied_like_gradio_client` pins it.)
@@ -16,9 +20,13 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import subprocess
 from typing import Any
 
+import gradio_client
 import pytest
+from gradio_client.utils import apply_diff as client_apply_diff
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +39,7 @@ from qwen_core.spaces.base import Layout, Payload
 from qwen_core.spaces.chatbot import modelscope_message
 from qwen_core.spaces.qwen25_1m import SUMMARY_MARKER, Qwen25_1M
 from qwen_core.spaces.qwen25_max import Qwen25Max
+from tests.replicas import bed
 
 FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -122,6 +131,36 @@ def gradio_apply(obj: Any, diff: list[list[Any]]) -> Any:
     return obj
 
 
+class Raised:
+    """What an apply did when it raised: the exception's type (compared, not raised)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.kind = type(exc)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Raised) and other.kind is self.kind
+
+    def __repr__(self) -> str:
+        return f"Raised({self.kind.__name__})"
+
+
+def outcome(apply: Any, obj: Any, diff: list[list[Any]]) -> Any:
+    """``apply(obj, diff)``'s value, or ``Raised`` with the exception type."""
+    try:
+        return apply(copy.deepcopy(obj), copy.deepcopy(diff))
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        return Raised(exc)
+
+
+def client_outcome(obj: Any, diff: list[list[Any]]) -> Any:
+    """What the installed gradio_client gets; the copy above must get the same (drift)."""
+    theirs = outcome(client_apply_diff, obj, diff)
+    assert outcome(gradio_apply, obj, diff) == theirs, (
+        f"the copy of apply_diff no longer matches gradio_client {gradio_client.__version__}"
+    )
+    return theirs
+
+
 def qwen_apply(obj: Any, diff: list[list[Any]]) -> Any:
     outputs = [copy.deepcopy(obj)]
     for op, path, value in copy.deepcopy(diff):
@@ -208,9 +247,8 @@ def test_apply_edit_raises_only_space_errors(outputs, index, op, path, value):
 def test_applying_gradios_diff_gives_what_gradio_client_gets(data, old):
     new = mutate(data, old)
     diff = gradio_diff(copy.deepcopy(old), copy.deepcopy(new))
-    try:
-        expected = gradio_apply(old, diff)
-    except (IndexError, KeyError, TypeError, ValueError):
+    expected = client_outcome(old, diff)
+    if isinstance(expected, Raised):
         with pytest.raises(DiffError):
             qwen_apply(old, diff)
         return
@@ -229,9 +267,8 @@ def test_a_sequence_of_diffs_tracks_the_values_in_place(data, start, steps):
     for _ in range(steps):
         new = mutate(data, current)
         diff = gradio_diff(copy.deepcopy(current), copy.deepcopy(new))
-        try:
-            theirs = gradio_apply(theirs, diff)
-        except (IndexError, KeyError, TypeError, ValueError):
+        theirs = client_outcome(theirs, diff)
+        if isinstance(theirs, Raised):
             return  # Gradio's quirk made the edits unusable; covered by the test above
         for op, path, value in copy.deepcopy(diff):
             apply_edit(ours, 0, op, path, value)
@@ -244,6 +281,110 @@ def test_gradio_diff_quirk_is_applied_like_gradio_client():
     diff = gradio_diff(old, new)
     assert diff == [["delete", [0, 1], None], ["delete", [0, 0], None]]  # Gradio's output
     assert qwen_apply(old, diff) == gradio_apply(old, diff) == [[3]]
+    assert client_apply_diff(old, diff) == [[3]]  # the installed gradio_client agrees
+
+
+@pytest.mark.parametrize(
+    ("old", "diff"),
+    [
+        ({"a": "x"}, [["append", ["a"], "y"], ["add", ["b"], [1]], ["add", ["b", 0], 0]]),
+        ([1, [2, 3]], [["delete", [1, 0], None], ["replace", [0], "z"]]),
+        ("abc", [["append", [], "d"]]),
+        ([[]], [["append", [], [1]]]),
+        ([1], [["delete", [5], None]]),            # out of range: IndexError
+        ({"a": 1}, [["append", ["a"], "s"]]),       # int += str: TypeError
+        ([1], [["frobnicate", [0], None]]),         # unknown action: ValueError
+        ([0], [["add", ["x"], 1]]),                 # list index "x": ValueError
+    ],
+)
+def test_copied_apply_diff_matches_the_installed_gradio_client(old, diff):
+    """Fixed cases through both, exceptions included (the properties cover the rest)."""
+    assert outcome(gradio_apply, old, diff) == outcome(client_apply_diff, old, diff)
+
+
+# -- the copy of gradio.utils.diff against the real one (replica venvs) -------------------
+
+
+def random_text(rng: random.Random) -> str:
+    return "".join(rng.choice("ab c\n") for _ in range(rng.randrange(5)))
+
+
+def random_json(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(7 if depth < 3 else 4)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False, 0, 1, -2])
+    if kind in (2, 3):
+        return random_text(rng)
+    if kind in (4, 5):
+        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice("kxyz"): random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def random_edit(rng: random.Random, value: Any, depth: int = 0) -> Any:
+    """Like :func:`mutate`, from a seeded generator (the pairs go to another process)."""
+    choice = rng.randrange(10)
+    if choice == 0 or depth > 4:
+        return random_json(rng)
+    if isinstance(value, str):
+        return value + random_text(rng) if choice < 8 else random_text(rng)
+    if isinstance(value, list):
+        out = list(value)
+        for _ in range(rng.randrange(4)):
+            action = rng.randrange(3)
+            if action == 0 and out:
+                i = rng.randrange(len(out))
+                out[i] = random_edit(rng, out[i], depth + 1)
+            elif action == 1 and out:
+                del out[rng.randrange(len(out))]
+            else:
+                out.append(random_json(rng, depth + 1))
+        return out
+    if isinstance(value, dict):
+        out_d = {}
+        for key, item in value.items():
+            action = rng.randrange(4)
+            if action == 1:
+                out_d[key] = random_edit(rng, item, depth + 1)
+            elif action != 0:
+                out_d[key] = item
+        if rng.randrange(2):
+            out_d[rng.choice("kxyzw")] = random_json(rng, depth + 1)
+        return out_d
+    return random_json(rng)
+
+
+GRADIO_DIFF = (
+    "import json, sys\n"
+    "from gradio.utils import diff\n"
+    "pairs = json.load(sys.stdin)\n"
+    "json.dump([diff(old, new) for old, new in pairs], sys.stdout)\n"
+)
+
+
+@pytest.mark.replica
+@pytest.mark.parametrize("replica", ["max_g5", "max_g6"])  # their venvs: Gradio 5.50, 6.x
+def test_copied_diff_is_what_the_installed_gradio_computes(replica):
+    python = bed.REPLICAS[replica].python
+    assert python.exists(), f"{python} missing: make setup creates the Gradio venvs"
+    rng = random.Random(20251203)
+    pairs = [[[[1, 2, 3]], [[1]]], [{"a": "x"}, {"a": "xy", "b": 1}], ["ab", "b"]]
+    for _ in range(1500):
+        old = random_json(rng)
+        pairs.append([old, random_edit(rng, old)])
+    run_gradio = subprocess.run(
+        [str(python), "-c", GRADIO_DIFF], input=json.dumps(pairs), capture_output=True,
+        text=True, timeout=120, env={"GRADIO_ANALYTICS_ENABLED": "False",
+                                     "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert run_gradio.returncode == 0, run_gradio.stderr[-2000:]
+    theirs = json.loads(run_gradio.stdout)
+    ours = [gradio_diff(copy.deepcopy(old), copy.deepcopy(new)) for old, new in pairs]
+    drifted = [(p, o, t) for p, o, t in zip(pairs, ours, theirs, strict=True) if o != t]
+    assert not drifted, f"the copy of gradio.utils.diff drifted, e.g. {drifted[:3]}"
+    kinds = {edit[0] for diff in theirs for edit in diff}
+    assert kinds == {"replace", "append", "add", "delete"}  # the pairs exercise every op
 
 
 # -- message handling ----------------------------------------------------------------------

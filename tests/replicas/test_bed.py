@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ from tests.replicas.layouts import ERROR_TEXT, LAYOUTS, Layout, component_types,
 
 NAMES = list(bed.REPLICAS)
 HISTORY = [["q1 (earlier turn)", "a1 (earlier answer)"]]
+WAIT = 30.0  # generous deadline for an event the replica logs (slow machines)
 
 
 @pytest.fixture(params=NAMES)
@@ -344,14 +344,20 @@ def test_cancel_stops_the_generator(replica_pool: ReplicaPool, name: str) -> Non
     completed = [m for m in messages if m["msg"] == "process_completed"]
     assert len(completed) == 1
     assert completed[0]["output"] == {} and completed[0]["success"] is True
-    time.sleep(0.5)
-    produced = _session_events(replica, session).count("token")
-    assert produced < 15  # 3 streamed + the one in flight (+ slack for a loaded machine)
-    time.sleep(0.5)
-    assert _session_events(replica, session).count("token") == produced  # it stopped
     if replica.spec.gradio_major >= 5:  # Gradio 5/6 close the generator at once
-        end = replica.wait_event(lambda e: e["event"] == "end" and e["session"] == session)
+        end = replica.wait_event(
+            lambda e: e["event"] == "end" and e["session"] == session, timeout=WAIT
+        )
         assert end["how"] == "closed"
+    # instead of sleeping: a probe job runs through the replica's only slot for 0.5 s of
+    # the server's time; a generator still being driven would log ~5 tokens meanwhile
+    probe = _run_probe(replica, layout)
+    records = replica.events()
+    produced = _count(records, session, "token")
+    assert produced < 15  # 3 streamed + the one in flight (+ slack for a loaded machine)
+    assert _tokens_after_start(records, session, probe) <= 1  # it stopped (<= 1 in flight)
+    assert not any(e["event"] == "end" and e.get("how") == "done"
+                   for e in records if e.get("session") == session)
 
 
 def _start_busy(replica: Replica, layout: Layout, query: str) -> threading.Thread:
@@ -363,12 +369,38 @@ def _start_busy(replica: Replica, layout: Layout, query: str) -> threading.Threa
         kwargs={"prefix": replica.spec.api_prefix, "session_hash": session},
     )
     thread.start()
-    replica.wait_event(lambda e: e["event"] == "start" and e["session"] == session)
+    replica.wait_event(lambda e: e["event"] == "start" and e["session"] == session, timeout=WAIT)
     return thread
 
 
 def _session_events(replica: Replica, session: str) -> list[str]:
     return [e["event"] for e in replica.events() if e.get("session") == session]
+
+
+def _count(records: list[dict[str, Any]], session: str, event: str) -> int:
+    return sum(1 for e in records if e.get("session") == session and e["event"] == event)
+
+
+def _run_probe(replica: Replica, layout: Layout) -> str:
+    """Run a 0.5 s job (5 tokens, 100 ms apart) through the replica to its end; return its
+    session. With one slot, it runs after every job queued before it: when it is done,
+    those have started (or were dropped), and the server's clock moved on 0.5 s."""
+    session = raw.new_session_hash()
+    transcript = raw.run_queued(
+        replica.base_url, layout.fn_index, layout.data(f"script:slow:5:100 probe-{session}"),
+        prefix=replica.spec.api_prefix, session_hash=session, timeout=WAIT,
+    )
+    assert transcript.completed is not None and transcript.completed["success"] is True
+    replica.wait_event(lambda e: e["event"] == "end" and e["session"] == session, timeout=WAIT)
+    return session
+
+
+def _tokens_after_start(records: list[dict[str, Any]], session: str, probe: str) -> int:
+    """``session``'s tokens logged after ``probe`` started (the log is in server order)."""
+    start = next(i for i, e in enumerate(records)
+                 if e["event"] == "start" and e.get("session") == probe)
+    return sum(1 for e in records[start:] if e.get("session") == session
+               and e["event"] == "token")
 
 
 @pytest.mark.replica
@@ -388,7 +420,7 @@ def test_disconnect_stops_running_and_waiting_jobs(replica_pool: ReplicaPool, na
             for line in stream.iter_lines():
                 if '"process_generating"' in line:
                     break  # the first token arrived: hang up
-    replica.wait_event(lambda e: e["event"] == "start" and e["session"] == running)
+    replica.wait_event(lambda e: e["event"] == "start" and e["session"] == running, timeout=WAIT)
     busy = _start_busy(replica, layout, "script:slow:20:100")
     raw.join(replica.base_url, 0, layout.data("never"), prefix=prefix, session_hash=waiting)
     with httpx.Client(timeout=30) as client:
@@ -397,12 +429,15 @@ def test_disconnect_stops_running_and_waiting_jobs(replica_pool: ReplicaPool, na
             for line in stream.iter_lines():
                 if '"estimation"' in line:
                     break  # still waiting: hang up
-    busy.join(timeout=30)
-    time.sleep(0.3)
-    stopped_at = _session_events(replica, running).count("token")
+    busy.join(timeout=WAIT)
+    assert not busy.is_alive()
+    # the busy job (2 s) and then a probe ran through the only slot: the waiting job,
+    # queued before the probe, would have started by the probe's end
+    probe = _run_probe(replica, layout)
+    records = replica.events()
+    stopped_at = _count(records, running, "token")
     assert stopped_at < 15  # of 30 (3 s): it stopped soon after the hang-up
-    time.sleep(0.3)
-    assert _session_events(replica, running).count("token") == stopped_at
+    assert _tokens_after_start(records, running, probe) == 0  # and never resumed
     assert _session_events(replica, waiting) == []  # never ran
 
 
@@ -427,12 +462,15 @@ def test_cancel_of_a_waiting_job(replica_pool: ReplicaPool, name: str) -> None:
     )
     assert [m["msg"] for m in stream.messages][-2:] == ["process_completed", "close_stream"]
     assert stream.completed["output"] == {}
-    busy.join(timeout=30)
+    busy.join(timeout=WAIT)
+    assert not busy.is_alive()
     if replica.spec.gradio_major >= 6:
-        time.sleep(0.3)
+        _run_probe(replica, layout)  # queued after it: the waiting job would run first
         assert _session_events(replica, waiting) == []
     else:
-        replica.wait_event(lambda e: e["event"] == "end" and e["session"] == waiting)
+        replica.wait_event(
+            lambda e: e["event"] == "end" and e["session"] == waiting, timeout=WAIT
+        )
         assert _session_events(replica, waiting).count("token") == 3
 
 
@@ -452,7 +490,9 @@ def test_queue_estimation_while_busy(replica_max_g6: Replica) -> None:
         )
     )
     thread.start()
-    replica_max_g6.wait_event(lambda e: e["event"] == "start" and e["session"] == first)
+    replica_max_g6.wait_event(
+        lambda e: e["event"] == "start" and e["session"] == first, timeout=WAIT
+    )
     second_event = raw.join(url, 0, layout.data("two"), prefix=prefix, session_hash=second)
     last = raw.run_queued(url, 0, layout.data("three"), prefix=prefix, session_hash=third)
     waiting = raw.read_stream(url, prefix=prefix, session_hash=second, event_id=second_event)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -147,54 +147,102 @@ def test_space_error_mid_stream_keeps_partial_text(space):
     assert script.ERROR_MESSAGE in str(info.value) and model.space_id in str(info.value)
 
 
+WAIT = 30.0  # generous deadline for an event a replica logs (slow machines)
+
+
+def unique(query):
+    """``query`` with a tag after it (the scripts read the first word only), so that its
+    records in a shared replica's log are this test's alone."""
+    return f"{query} t-{secrets.token_hex(6)}"
+
+
+def records_of(replica, query):
+    """This query's start/token/end records, from the replica's log (in server order)."""
+    records = replica.events()
+    sessions = {r["session"] for r in records if r["event"] == "start" and r["query"] == query}
+    return [(i, r) for i, r in enumerate(records) if r.get("session") in sessions]
+
+
 @pytest.mark.parametrize("name", ["max_g6", "max_g5", "qwen25_g4"])
 def test_queue_status_while_waiting_behind_a_busy_space(replica_pool, name):
+    """Our job waits behind a busy one and sees its place. No timing: the busy job runs
+    until our job has reported its queue status, then it stops (early close)."""
     replica = replica_pool.get(name)  # concurrency 1
     model = SPACES[name]
-    first = threading.Thread(
-        target=lambda: "".join(
-            qwen_core.stream_chat(model, user("script:slow:30:50"), base_url=replica.base_url)
-        )
-    )
+    busy = unique("script:slow:600:50")  # 30 s unless stopped
+    queued = threading.Event()
+    busy_text = []
+
+    def hold_the_slot():
+        for text in qwen_core.stream_chat(model, user(busy), base_url=replica.base_url):
+            busy_text.append(text)
+            if queued.wait(0):
+                break  # our question is queued: free the slot (closes and cancels)
+
+    first = threading.Thread(target=hold_the_slot)
     first.start()
+    events = []
     try:
-        time.sleep(0.5)
-        events = list(
-            qwen_core.stream_events(model, user("script:repeat"), base_url=replica.base_url)
-        )
+        replica.wait_event(lambda e: e["event"] == "start" and e["query"] == busy, timeout=WAIT)
+        mine = unique("script:repeat")
+        for event in qwen_core.stream_events(model, user(mine), base_url=replica.base_url):
+            events.append(event)
+            if isinstance(event, QueueStatus):
+                queued.set()
     finally:
-        first.join(30)
+        queued.set()
+        first.join(WAIT)
+    assert not first.is_alive()
     waiting = [e for e in events if isinstance(e, QueueStatus)]
     assert waiting and waiting[0].rank is not None and waiting[0].rank >= 0
     assert waiting[0].queue_size is not None and waiting[0].queue_size >= 1
     started = next(i for i, e in enumerate(events) if isinstance(e, ProcessStarted))
     assert events.index(waiting[0]) < started
     assert events[-1] == Done("hahaha ha")
+    # it really waited: the replica started it only after the busy job had started, and the
+    # busy job was unfinished (stopped early) -- one slot, so ours ran after it let go
+    (busy_start,) = [i for i, r in records_of(replica, busy) if r["event"] == "start"]
+    (my_start,) = [i for i, r in records_of(replica, mine) if r["event"] == "start"]
+    assert busy_start < my_start
+    assert 0 < len(busy_text) < 600 and "s599 " not in busy_text
 
 
 @pytest.mark.parametrize("name", ["max_g6", "max_g5", "qwen25_g4"])
 def test_early_close_frees_the_space(replica_pool, name):
     replica = replica_pool.get(name)  # concurrency 1: a job left running would block the next
     model = SPACES[name]
-    stream = qwen_core.stream_chat(model, user("script:slow:200:50"), base_url=replica.base_url)
+    slow = unique("script:slow:200:50")  # 10 s if left running
+    stream = qwen_core.stream_chat(model, user(slow), base_url=replica.base_url)
     assert [next(stream) for _ in range(3)] == ["s0 ", "s1 ", "s2 "]
     stream.close()
-    began = time.monotonic()
-    text = "".join(qwen_core.stream_chat(model, user("script:repeat"), base_url=replica.base_url))
+    after = unique("script:repeat")
+    text = "".join(qwen_core.stream_chat(model, user(after), base_url=replica.base_url))
     assert text == "hahaha ha"
-    assert time.monotonic() - began < 5.0  # the slow job (10 s) did not hold the slot
+    # the slow job did not hold the slot: the replica (one job at a time) started the next
+    # job while the slow one was unfinished, and the slow one never finished
+    (next_start,) = [i for i, r in records_of(replica, after) if r["event"] == "start"]
+    slow_records = records_of(replica, slow)
+    assert sum(1 for i, r in slow_records if r["event"] == "token" and i < next_start) < 200
     # the slow job stopped producing tokens (Gradio 4 drops the generator without closing
-    # it, Gradio 5/6 close it): its token count no longer grows
-    def slow_tokens():
-        records = replica.events()
-        slow = {r["session"] for r in records
-                if r["event"] == "start" and r.get("query") == "script:slow:200:50"}
-        return sum(1 for r in records if r["event"] == "token" and r["session"] in slow)
-
-    time.sleep(0.3)
-    before = slow_tokens()
-    time.sleep(0.5)
-    assert slow_tokens() == before < 200
+    # it, Gradio 5/6 close it): Gradio 5/6 log the close; then a probe job holds the only
+    # slot for 0.5 s of the server's time, during which a generator still being driven
+    # would log ~10 tokens. At most the one in flight at the close may come after that.
+    if replica.spec.gradio_major >= 5:
+        replica.wait_event(lambda e: e["event"] == "end" and e["query"] == slow, timeout=WAIT)
+    probe = unique("script:slow:10:50")
+    assert "".join(qwen_core.stream_chat(model, user(probe), base_url=replica.base_url))
+    (probe_start,) = [i for i, r in records_of(replica, probe) if r["event"] == "start"]
+    slow_records = records_of(replica, slow)
+    tokens = [i for i, r in slow_records if r["event"] == "token"]
+    assert len(tokens) < 200
+    assert probe_start > next_start
+    # logged after the close (next_start comes after it): at most the one in flight, even
+    # with the probe's 0.5 s gone by -- the count no longer grows
+    assert sum(1 for i in tokens if i > next_start) <= 1
+    ends = [r for _, r in slow_records if r["event"] == "end"]
+    assert all(r["how"] == "closed" for r in ends)  # never "done"
+    if replica.spec.gradio_major >= 5:
+        assert len(ends) == 1
 
 
 def test_async_generator_streams_from_a_replica(replica_max_g6):

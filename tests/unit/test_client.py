@@ -236,6 +236,150 @@ def test_token_goes_to_hf_hosts_and_explicit_base_urls(monkeypatch, base_url, se
     assert (header == "Bearer hf_secret") is sent
 
 
+HF_ROOT = "https://qwen-qwen2-5-max-demo.hf.space"  # the public Space's default host
+ELSEWHERE = "https://mirror.elsewhere.test"  # not a Hugging Face host
+
+
+def mock_root(router, root):
+    """The Qwen2.5-Max Space served at ``root``; returns the routes by name."""
+    return {
+        "config": router.get(f"{root}/config").mock(
+            return_value=httpx.Response(200, json=max_config())),
+        "join": router.post(f"{root}{PREFIX}/queue/join").mock(
+            return_value=httpx.Response(200, json={"event_id": "e1"})),
+        "data": router.get(f"{root}{PREFIX}/queue/data").mock(
+            return_value=sse(*answer_stream("e1", ["x"]))),
+        "cancel": router.post(f"{root}{PREFIX}/cancel").mock(
+            return_value=httpx.Response(200, json={})),
+    }
+
+
+def sent_auth(router):
+    """(url, Authorization header or None) of every request that went out, in order."""
+    return [(str(call.request.url).split("?")[0], call.request.headers.get("authorization"))
+            for call in router.calls]
+
+
+def default_host(monkeypatch, url):
+    """Make the Qwen2.5-Max adapter's *default* (public Space) URL ``url``."""
+    from qwen_core.spaces.qwen25_max import Qwen25Max
+
+    monkeypatch.setattr(Qwen25Max, "url", classmethod(lambda cls: url))
+
+
+@pytest.mark.parametrize("via", ["env", "argument"])
+@pytest.mark.parametrize("host", [
+    BASE,                                                 # plain non-HF host
+    "https://qwen-qwen2-5-max-demo.hf.space.evil.test",   # HF names as a prefix
+    "https://huggingface.co.evil.test",
+    "https://evilhuggingface.co",                         # HF name without the dot
+    "https://hf.space.evil.test",
+])
+def test_token_is_withheld_from_a_non_hf_host_that_was_not_configured(monkeypatch, host, via):
+    """Neither base_url nor QWEN_SPACE_URLS names the host: it is the adapter's default,
+    and it is not a Hugging Face host, so the token must not be sent there."""
+    default_host(monkeypatch, host)
+    kwargs = {}
+    if via == "env":
+        monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    else:
+        kwargs["hf_token"] = "hf_secret"
+    with respx.mock(assert_all_called=False) as router:
+        mock_root(router, host)
+        assert "".join(qwen_core.stream_chat("qwen-2.5-max", MSGS, **kwargs)) == "x"
+        seen = sent_auth(router)
+    assert [url for url, _ in seen] == [f"{host}/config", f"{host}{PREFIX}/queue/join",
+                                        f"{host}{PREFIX}/queue/data"]
+    assert [auth for _, auth in seen] == [None, None, None]
+
+
+def test_token_is_sent_on_every_request_to_the_public_space(monkeypatch):
+    """The counterpart of the test above: same calls, HF default host, token on each."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    with respx.mock(assert_all_called=False) as router:
+        mock_root(router, HF_ROOT)
+        stream = qwen_core.stream_chat("qwen-2.5-max", MSGS)
+        next(stream)
+        stream.close()  # the cancel goes with it too
+        seen = sent_auth(router)
+    assert [url for url, _ in seen] == [
+        f"{HF_ROOT}/config", f"{HF_ROOT}{PREFIX}/queue/join", f"{HF_ROOT}{PREFIX}/queue/data",
+        f"{HF_ROOT}{PREFIX}/cancel"]
+    assert {auth for _, auth in seen} == {"Bearer hf_secret"}
+
+
+@pytest.mark.parametrize("path", ["/config", f"{PREFIX}/queue/join", f"{PREFIX}/queue/data"])
+@pytest.mark.parametrize("root", [HF_ROOT, BASE])
+def test_token_does_not_follow_a_redirect_to_another_host(monkeypatch, root, path):
+    """httpx drops Authorization when a redirect leaves the origin (scheme, host, port;
+    only a plain http -> https upgrade of the same host keeps it). A Space (HF or an
+    explicit base URL) redirecting one of our requests elsewhere must not leak the token."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    with respx.mock(assert_all_called=False) as router:
+        routes = mock_root(router, root)
+        mock_root(router, ELSEWHERE)
+        routes[path.rsplit("/", 1)[-1]].mock(return_value=httpx.Response(
+            307, headers={"Location": f"{ELSEWHERE}{path}"}))
+        base_url = None if root == HF_ROOT else root
+        assert "".join(qwen_core.stream_chat("qwen-2.5-max", MSGS, base_url=base_url)) == "x"
+        seen = sent_auth(router)
+    redirected = seen.index((f"{root}{path}", "Bearer hf_secret"))  # sent to the Space...
+    assert seen[redirected + 1] == (f"{ELSEWHERE}{path}", None)  # ...not to where it points
+    assert all(auth is None for url, auth in seen if url.startswith(ELSEWHERE))
+    assert all(auth == "Bearer hf_secret" for url, auth in seen if url.startswith(root))
+
+
+def test_token_follows_a_redirect_within_the_same_host(monkeypatch):
+    """Control for the test above: a same-origin redirect keeps the header, so its absence
+    there is the cross-host rule, not redirects losing headers in general."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    with respx.mock(assert_all_called=False) as router:
+        routes = mock_root(router, HF_ROOT)
+        moved = router.get(f"{HF_ROOT}/moved/config").mock(
+            return_value=httpx.Response(200, json=max_config()))
+        routes["config"].mock(return_value=httpx.Response(
+            307, headers={"Location": f"{HF_ROOT}/moved/config"}))
+        assert "".join(qwen_core.stream_chat("qwen-2.5-max", MSGS)) == "x"
+    assert moved.calls.last.request.headers["authorization"] == "Bearer hf_secret"
+
+
+@pytest.mark.parametrize(
+    ("default", "base_url", "space_urls", "expected_url", "token_sent"),
+    [
+        (None, None, {}, HF_ROOT, True),                        # public Space (HF host)
+        (None, "http://127.0.0.1:7860", {}, "http://127.0.0.1:7860", True),  # explicit
+        (None, None, {"Qwen/Qwen2.5-Max-Demo": BASE}, BASE, True),  # configured
+        (None, None, {"Qwen/Qwen3-Demo": BASE}, HF_ROOT, True),  # another Space's entry
+        ("https://x.hf.space", None, {}, "https://x.hf.space", True),
+        ("https://hub.huggingface.co", None, {}, "https://hub.huggingface.co", True),
+        (BASE, None, {}, BASE, False),                          # default, not HF: withheld
+        ("https://x.hf.space.evil.test", None, {}, "https://x.hf.space.evil.test", False),
+        ("https://huggingface.co.evil.test/", None, {}, "https://huggingface.co.evil.test",
+         False),
+        (BASE, None, {"Qwen/Qwen3-Demo": "https://x.hf.space"}, BASE, False),
+    ],
+)
+def test_resolve_endpoint_decides_where_the_token_may_go(
+    monkeypatch, default, base_url, space_urls, expected_url, token_sent
+):
+    from qwen_core.settings import resolve_endpoint
+    from qwen_core.spaces.qwen25_max import Qwen25Max
+
+    adapter = Qwen25Max
+    if default is not None:
+        adapter = type("Overridden", (Qwen25Max,), {"url": classmethod(lambda cls: default)})
+    for token_kw, env in ((None, "hf_env"), ("hf_arg", None)):
+        if env:
+            monkeypatch.setenv("HF_TOKEN", env)
+        else:
+            monkeypatch.delenv("HF_TOKEN", raising=False)
+        endpoint = resolve_endpoint(adapter, base_url, token_kw, space_urls)
+        assert endpoint.base_url == expected_url
+        expected = f"Bearer {token_kw or env}"
+        assert endpoint.headers() == ({"Authorization": expected} if token_sent else {})
+        assert endpoint.token == (token_kw or env if token_sent else None)
+
+
 def test_async_generator_yields_the_same_deltas():
     import asyncio
 
