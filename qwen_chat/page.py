@@ -399,6 +399,16 @@ def conversations() -> None:
     """The person's stored conversations, newest first, grouped by age, with search,
     rename and delete (with Undo)."""
     k = keeper()
+    if _auth_configured():  # signed in, the list follows the person to any browser
+        if st.user.is_logged_in:
+            who = str(st.user.get("name") or st.user.get("email") or "you")
+            row = st.container(horizontal=True, vertical_alignment="center")
+            row.caption(f"Signed in as {display.escape_markdown(who, 60)}")
+            if row.button("Sign out", type="tertiary", key="logout"):
+                st.logout()
+        elif st.button("Sign in to keep your chats across browsers", key="login",
+                       icon=":material/login:", width="stretch"):
+            st.login()
     if not k.enabled:
         st.caption(f":material/cloud_off: {display.escape_markdown(k.reason or '', 300)}")
         return
