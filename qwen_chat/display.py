@@ -144,9 +144,10 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text) if "@" in text else text
 
 
-def _code_runs(text: str) -> list[tuple[int, int]]:
+def _code_runs(text: str) -> tuple[list[tuple[int, int]], int | None]:
     """Spans ``[start, end)`` of inline code (CommonMark: a run of n backticks up to the
-    next run of exactly n). O(n log n): each run finds its closer by bisection."""
+    next run of exactly n), and where the first run that closes nothing starts (later
+    text may still close it). O(n log n): each run finds its closer by bisection."""
     import bisect
 
     runs: list[tuple[int, int]] = []  # (start, length)
@@ -164,6 +165,7 @@ def _code_runs(text: str) -> list[tuple[int, int]]:
     for index, (_, length) in enumerate(runs):
         by_length.setdefault(length, []).append(index)
     spans: list[tuple[int, int]] = []
+    unmatched: int | None = None
     k = 0
     while k < len(runs):
         start, length = runs[k]
@@ -174,8 +176,26 @@ def _code_runs(text: str) -> list[tuple[int, int]]:
             spans.append((start, runs[close][0] + length))
             k = close + 1
         else:
+            if unmatched is None:
+                unmatched = start
             k += 1
-    return spans
+    return spans, unmatched
+
+
+def _pair_spans(text: str, opener: str, closer: str) -> tuple[list[tuple[int, int]], int | None]:
+    """``opener…closer`` pairs left to right (each opener takes the next closer), in one
+    pass, and where the first opener without a closer stands."""
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while True:
+        a = text.find(opener, i)
+        if a < 0:
+            return spans, None
+        b = text.find(closer, a + len(opener) + 1)
+        if b < 0:
+            return spans, a  # no closer after this opener: none after any later one either
+        spans.append((a, b + len(closer)))
+        i = b + len(closer)
 
 
 def _pairs(text: str, opener: str, closer: str, wrap: str, strip: bool) -> str:
@@ -184,17 +204,11 @@ def _pairs(text: str, opener: str, closer: str, wrap: str, strip: bool) -> str:
         return text
     out: list[str] = []
     i = 0
-    while True:
-        a = text.find(opener, i)
-        if a < 0:
-            break
-        b = text.find(closer, a + len(opener) + 1)
-        if b < 0:
-            break  # no closer after this opener: none after any later one either
-        inner = text[a + len(opener):b]
+    for a, end in _pair_spans(text, opener, closer)[0]:
+        inner = text[a + len(opener):end - len(closer)]
         out.append(text[i:a])
         out.append(f"{wrap}{inner.strip() if strip else inner}{wrap}")
-        i = b + len(closer)
+        i = end
     out.append(text[i:])
     return "".join(out)
 
@@ -204,7 +218,7 @@ def _prose(text: str, images: bool) -> str:
     inline code."""
     pieces: list[str] = []
     last = 0
-    for start, end in _code_runs(text) if "`" in text else ():
+    for start, end in _code_runs(text)[0] if "`" in text else ():
         pieces.append(_plain(text[last:start], images))
         pieces.append(text[start:end])
         last = end
@@ -299,35 +313,17 @@ def stable_prefix_length(text: str) -> int:
 def _settled(para: str) -> int:
     """Length of the part of an unfinished paragraph that later text cannot change."""
     limit = len(para)
-    spans = _code_runs(para) if "`" in para else []
-    if "`" in para:  # an unmatched run of backticks may still be closed later
-        covered = {s for s, _ in spans}
-        i = 0
-        while True:
-            i = para.find("`", i)
-            if i < 0 or i >= limit:
-                break
-            inside = next((e for s, e in spans if s <= i < e), None)
-            if inside is not None:
-                i = inside
-                continue
-            if i not in covered:
-                limit = i
-                break
-            i += 1
+    spans: list[tuple[int, int]] = []
+    if "`" in para:  # a run of backticks that closes nothing may still be closed later
+        spans, unmatched = _code_runs(para)
+        if unmatched is not None:
+            limit = unmatched
     piece_start = max((e for _, e in spans if e <= limit), default=0)
     piece = para[piece_start:limit]
     for opener, closer in (("\\[", "\\]"), ("\\(", "\\)")):
-        a = 0
-        while True:
-            a = piece.find(opener, a)
-            if a < 0:
-                break
-            b = piece.find(closer, a + len(opener) + 1)
-            if b < 0:
-                limit = min(limit, piece_start + a)
-                break
-            a = b + len(closer)
+        open_at = _pair_spans(piece, opener, closer)[1]
+        if open_at is not None:
+            limit = min(limit, piece_start + open_at)
     while limit > 0 and para[limit - 1] in "!\\":
         limit -= 1
     return limit

@@ -12,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qwen_chat import conversation, files
+from qwen_chat.blocks import split_blocks
 from qwen_chat.display import (
     clean_text,
     display_markdown,
     escape_markdown,
     redact,
+    stable_prefix_length,
 )
 
 HOSTILE = {
@@ -28,6 +30,8 @@ HOSTILE = {
     "escaped images": "\\![" * 15_000,
     "fences": "```\n" * 10_000,
     "mixed": "\\[x `y` \\(z ![a](b)" * 3_000,
+    "code spans then an open run": "`a` " * 10_000 + "``",
+    "blank lines and list items": "- a\n\n" * 10_000,
 }
 
 
@@ -42,7 +46,8 @@ def best_time(fn, text: str) -> float:
 
 @pytest.mark.parametrize("name", list(HOSTILE))
 @pytest.mark.parametrize("fn", [display_markdown, escape_markdown, conversation.title_of,
-                                clean_text, redact], ids=lambda f: f.__name__)
+                                clean_text, redact, stable_prefix_length, split_blocks],
+                         ids=lambda f: f.__name__)
 def test_transform_time_grows_linearly_with_hostile_input(fn, name):
     small = HOSTILE[name]
     big = small * 4
