@@ -28,9 +28,23 @@ class Conversation:
         )
 
 
+def _encodable(text: str, index: int) -> str:
+    """Refuse text that cannot be sent as UTF-8 (a lone UTF-16 surrogate, e.g. from
+    ``"\\ud800"`` in JSON): a clear InvalidRequest instead of an encoding error later."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest(
+                f"message {index}: the text holds an invalid character (a lone surrogate "
+                f"{text[exc.start]!a} at position {exc.start}) that cannot be sent"
+            ) from None
+    return text
+
+
 def _content_text(content: Any, index: int) -> str:
     if isinstance(content, str):
-        return content
+        return _encodable(content, index)
     if isinstance(content, list):  # OpenAI "parts": only text parts can be sent
         texts = []
         for part in content:
@@ -42,7 +56,7 @@ def _content_text(content: Any, index: int) -> str:
                 raise InvalidRequest(
                     f"message {index}: only text content can be sent to these Spaces"
                 )
-        return "".join(texts)
+        return _encodable("".join(texts), index)
     raise InvalidRequest(f"message {index}: content must be a string, got {type(content).__name__}")
 
 

@@ -722,3 +722,12 @@ def test_random_stream_chunks_never_raise_anything_but_space_error():
             mock_answer(router)["data"].mock(return_value=httpx.Response(
                 200, headers={"content-type": "text/event-stream"}, content=body))
             run(limits=Limits(max_line_bytes=2000))  # raises only on a non-SpaceError
+
+
+def test_a_lone_surrogate_in_a_message_is_an_invalid_request_before_anything_is_sent():
+    import qwen_core
+
+    for content in ("bad \ud800 text", [{"type": "text", "text": "x\udfff"}]):
+        with pytest.raises(qwen_core.InvalidRequest, match="lone surrogate"):
+            qwen_core.stream_chat("qwen-2.5-max", [{"role": "user", "content": content}],
+                                  base_url="http://127.0.0.1:9")
