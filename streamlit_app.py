@@ -8,6 +8,8 @@ browser its private conversation list."""
 import streamlit as st
 from starlette.middleware import Middleware
 
+from qwen_chat.api import lifespan, routes
 from qwen_chat.owner import OwnerCookieMiddleware
 
-app = st.App("qwen_chat/page.py", middleware=[Middleware(OwnerCookieMiddleware)])
+app = st.App("qwen_chat/page.py", middleware=[Middleware(OwnerCookieMiddleware)],
+             routes=routes(), lifespan=lifespan)

@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only ttft,stream,memory,ui,concurrency]``: run the
+"""``python -m bench [--quick] [--only ttft,stream,memory,ui,concurrency,api]``: run the
 benchmarks against replica Spaces on 127.0.0.1, print a Markdown table and write it to
 ``bench/results/latest.md``."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import common, report
 
-PARTS = ("ttft", "stream", "memory", "ui", "concurrency")
+PARTS = ("ttft", "stream", "memory", "ui", "concurrency", "api", "store")
 
 
 def _load() -> str:
@@ -68,10 +68,18 @@ def main(argv: list[str] | None = None) -> int:
             elif part == "ui":
                 from . import ui
                 section = ui.measure(replicas, rounds=1 if quick else 2)
-            else:
+            elif part == "concurrency":
                 from . import concurrency
                 replicas.stop(1)  # one replica at a time on the server core
                 section = concurrency.measure(replicas, rounds=1 if quick else 3)
+            elif part == "store":  # qwen_chat.store on SQLite and PostgreSQL (no replica)
+                from . import store
+                section = store.measure(5 if quick else 20, sections)
+            else:
+                from . import api
+                replicas.stop()  # the API part uses one replica with concurrency 50
+                section = api.measure(replicas, rounds=8 if quick else 30,
+                                      cpu_rounds=1 if quick else 3)
             section.seconds = time.perf_counter() - t0
             sections.append(section)
             print(f"[bench] {part} done in {section.seconds:.0f} s", file=sys.stderr,
