@@ -6,7 +6,6 @@ hostile one."""
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from pathlib import Path
 
