@@ -4,7 +4,6 @@ driven by Playwright. Everything stays on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,10 +53,25 @@ def server(replica_max_g5: Replica, replica_qwen3_g5: Replica) -> Iterator[Serve
         stop_process(process)
 
 
+def in_ci() -> bool:
+    """``CI`` set to anything but an empty/false value (CI=true, CI=1, ...)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_chromium() -> None:
+    """Skip when Debian's chromium is missing locally; in CI that is a failure, so a run
+    cannot go green without the browser tests."""
+    if os.access(CHROMIUM, os.X_OK):
+        return
+    why = f"{CHROMIUM} not installed (make chromium installs Debian's package)"
+    if in_ci():
+        pytest.fail(f"{why}; CI must run the browser tests", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (make chromium installs Debian's package)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
