@@ -318,6 +318,9 @@ def _settled(para: str) -> int:
         spans, unmatched = _code_runs(para)
         if unmatched is not None:
             limit = unmatched
+        if para.endswith("`") and spans and spans[-1][1] == len(para):
+            # a closing run at the very end may still grow into another length
+            limit = min(limit, spans[-1][0])
     piece_start = max((e for _, e in spans if e <= limit), default=0)
     piece = para[piece_start:limit]
     for opener, closer in (("\\[", "\\]"), ("\\(", "\\)")):
