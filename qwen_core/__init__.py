@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
-from . import events
+from . import doctor, events
 from .client import EventStream, astream_chat, astream_events, stream_chat, stream_events
+from .doctor import SpaceCheck, check_all, check_space
 from .errors import (
     GenerationError,
     InvalidRequest,
@@ -48,4 +49,8 @@ __all__ = [
     "GenerationError",
     "InvalidRequest",
     "LimitExceeded",
+    "doctor",
+    "SpaceCheck",
+    "check_space",
+    "check_all",
 ]

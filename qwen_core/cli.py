@@ -1,4 +1,4 @@
-"""``python -m qwen_core "question" --model ID [--system S]`` and ``--list``."""
+"""``python -m qwen_core "question" --model ID [--system S]``, ``--list`` and ``--doctor``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from . import doctor
 from .client import stream_events
-from .errors import SpaceError
+from .errors import InvalidRequest, SpaceError
 from .events import Done, QueueStatus, ReasoningDelta, Status, TextDelta, TextReplaced
 from .models import MODELS
 
@@ -58,19 +59,83 @@ def _list() -> str:
     return "\n".join(rows)
 
 
+def _event(check: doctor.SpaceCheck) -> str:
+    """Where the chat event is: ``0``, ``0->5`` (moved), ``0->?`` (gone), ``0?`` (unchecked)."""
+    want, found = check.fn_index_expected, check.fn_index_found
+    if not check.checked:
+        return f"{want}?"
+    if found == want:
+        return str(want)
+    return f"{want}->{'?' if found is None else found}"
+
+
+def _doctor_rows(checks: Sequence[doctor.SpaceCheck]) -> str:
+    rows = [f"{'space':<24} {'verdict':<12} {'gradio':<8} {'protocol':<9} {'event':<6} "
+            "url  detail"]
+    for c in checks:
+        verdict = "moved (fits)" if c.state == "moved" else c.state
+        rows.append(
+            f"{c.space_id:<24} {verdict:<12} {c.gradio_version or '-':<8} "
+            f"{c.protocol or '-':<9} {_event(c):<6} {c.base_url}  {c.detail}"
+        )
+    fit = sum(c.fits for c in checks)
+    misfit = sum(c.checked and not c.fits for c in checks)
+    unchecked = sum(not c.checked for c in checks)
+    rows.append(f"{fit} fit, {misfit} no longer fit, {unchecked} not checked "
+                f"(exit {doctor.exit_code(checks)})")
+    return "\n".join(rows) + "\n"
+
+
+def _doctor(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Check the named Spaces (default: all) live; print one row each; exit 0, 1 or 2."""
+    if args.question is not None:
+        parser.error("--doctor takes Space or model names, not a question")
+    names: list[str] = args.doctor
+    if args.base_url is not None and len(names) != 1:
+        parser.error("--doctor with --base-url checks one Space: name it, e.g. "
+                     "--doctor qwen-2.5-max --base-url http://127.0.0.1:7860")
+    timeout = doctor.DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    out, err = _Terminal(sys.stdout), _Terminal(sys.stderr)
+    try:
+        if args.base_url is not None:
+            checks = [doctor.check_space(names[0], base_url=args.base_url, timeout=timeout)]
+        else:
+            checks = doctor.check_all(names or None, timeout=timeout)
+    except InvalidRequest as exc:  # an unknown name, a malformed URL: nothing was checked
+        err.write(f"error: {type(exc).__name__}: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        err.write("\n[stopped]\n")
+        return 130
+    out.write(_doctor_rows(checks))
+    out.flush()
+    return doctor.exit_code(checks)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m qwen_core",
         description="Ask a Qwen model on its Hugging Face Space; the answer streams to stdout.",
         epilog="Env: QWEN_SPACE_URLS='Owner/Space=http://host:port,...' points Spaces at "
-        "duplicates or local apps; HF_TOKEN is sent only to Hugging Face or those URLs.",
+        "duplicates or local apps; HF_TOKEN is sent only to Hugging Face or those URLs. "
+        "--doctor reads each Space's GET /config (no chat is started) and prints one row "
+        "per Space: fits, moved (the chat event has another fn_index, found by its api_name "
+        "or shape: still fits), changed, unsupported (Gradio 3 or an unknown queue "
+        "protocol), asleep or unreachable. Its exit status: 0 every adapter fits; 1 some "
+        "adapter no longer fits (changed or unsupported); 2 some Space could not be checked "
+        "(asleep or unreachable) and none misfits, or a bad command line.",
     )
     parser.add_argument("question", nargs="?", help="your message ('-' reads stdin)")
     parser.add_argument("--model", "-m", default="qwen-2.5-max", help="model id or alias")
     parser.add_argument("--system", "-s", help="system prompt (default: the Space's own)")
     parser.add_argument("--list", action="store_true", help="list every model and exit")
+    parser.add_argument("--doctor", nargs="*", metavar="SPACE",
+                        help="check the Spaces (default: all; or these Space/model names) "
+                        "still fit qwen_core's adapters, then exit 0, 1 or 2 (see below)")
     parser.add_argument("--base-url", help="the Space's root URL (overrides QWEN_SPACE_URLS)")
-    parser.add_argument("--timeout", type=float, help="longest silence tolerated, seconds")
+    parser.add_argument("--timeout", type=float,
+                        help="longest silence tolerated, seconds (--doctor: per Space, "
+                        f"default {doctor.DEFAULT_TIMEOUT:g})")
     parser.add_argument("--thinking-budget", type=int, help="Qwen3: thinking budget (thousands)")
     parser.add_argument("--show-reasoning", action="store_true",
                         help="print reasoning (thinking) to stderr")
@@ -78,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         print(_list())
         return 0
+    if args.doctor is not None:
+        return _doctor(parser, args)
     if args.question is None:
         parser.error("a question is needed (or --list)")
     question = sys.stdin.read() if args.question == "-" else args.question

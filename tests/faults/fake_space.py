@@ -46,7 +46,10 @@ clear it to make a Retry succeed). Faults:
 
 Hostile ``/config`` modes (:attr:`FakeSpace.config_mode`) besides the ones of
 :func:`_config_for`: ``prefix:VALUE`` serves ``api_prefix`` VALUE; ``huge:MIB`` sends a
-``/config`` of MIB MiB (chunked, no length) in 1 MiB chunks.
+``/config`` of MIB MiB (chunked, no length) in 1 MiB chunks; ``protocol:VALUE`` serves
+``protocol`` VALUE; ``status:CODE`` answers HTTP CODE with a JSON error; ``reshaped`` keeps
+event 0 but with two inputs; ``hang`` accepts and never answers; ``drip:MS`` starts a
+``/config`` and sends one byte every MS ms without ever finishing it.
 """
 
 from __future__ import annotations
@@ -175,6 +178,18 @@ def _config_for(mode: str) -> tuple[int, str, bytes]:
     if mode == "gradio3_noproto":  # Gradio 3 configs before "protocol" existed
         config = config_gradio5("3.36.1")
         del config["protocol"], config["api_prefix"]
+        return 200, js, _dumps(config)
+    if mode.startswith("protocol:"):  # a queue protocol qwen_core does not speak
+        config = config_gradio5()
+        config["protocol"] = mode[len("protocol:"):]
+        return 200, js, _dumps(config)
+    if mode.startswith("status:"):  # e.g. status:401 (gated), status:429, status:500
+        code = int(mode[len("status:"):])
+        return code, js, b'{"detail":"fake status"}'
+    if mode == "reshaped":  # the chat event is still 0 but takes other inputs
+        config = config_gradio5()
+        config["dependencies"][0]["inputs"] = [8, 7]
+        config["dependencies"][1]["inputs"] = [8, 7]
         return 200, js, _dumps(config)
     if mode.startswith("prefix:"):  # a hostile api_prefix (e.g. "@127.0.0.1:PORT")
         config = config_gradio5()
@@ -375,6 +390,11 @@ class FakeSpace:
         if req.method == "GET" and path == "/config":
             if self.config_mode.startswith("huge:"):
                 return await _huge_config(writer, int(self.config_mode.split(":")[1]))
+            if self.config_mode == "hang":  # accepts, then never answers
+                await asyncio.sleep(3600)
+                return False
+            if self.config_mode.startswith("drip:"):
+                return await _drip_config(writer, int(self.config_mode.split(":")[1]))
             status, ctype, body = _config_for(self.config_mode)
             return await _respond(writer, status, body, ctype)
         if req.method == "POST" and path == f"{PREFIX}/queue/join":
@@ -699,6 +719,22 @@ async def _huge_config(writer: asyncio.StreamWriter, mib: int) -> bool:
     writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (2, b'"}'))
     await writer.drain()
     return True
+
+
+async def _drip_config(writer: asyncio.StreamWriter, ms: int) -> bool:
+    """A /config that never completes: headers, then one byte every ``ms`` ms (never
+    silent, so no read timeout fires; at most 60 s), until the client leaves."""
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                 b"transfer-encoding: chunked\r\n\r\n1\r\n{\r\n")
+    await writer.drain()
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        await asyncio.sleep(ms / 1000)
+        if writer.is_closing():
+            return False
+        writer.write(b"1\r\n \r\n")
+        await writer.drain()
+    return False
 
 
 def free_port() -> int:
