@@ -1,11 +1,17 @@
 """The app served by ``streamlit run`` against replica Spaces, and headless Chromium
-driven by Playwright. Everything stays on 127.0.0.1."""
+driven by Playwright. Everything stays on 127.0.0.1, and every app server stores its
+conversations in a fresh temporary SQLite database (never the person's own, in
+~/.local/share) unless a test names another one."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +39,51 @@ class Server:
     log: Path
 
 
-def app_env(space_urls: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"HF_TOKEN", "QWEN_SPACE_URLS"}}
+_DB_FOLDERS: list[Path] = []  # removed by remove_db, or when the test process exits
+_INHERITED_OUT = {"HF_TOKEN", "QWEN_SPACE_URLS", "QWEN_CHAT_DB", "QWEN_CHAT_HISTORY"}
+
+
+def fresh_db_url() -> str:
+    """A new, empty SQLite database (``sqlite:////tmp/qwen-chat-db-…/chats.db``) in a
+    folder of its own: removed by :func:`remove_db`, else when the test process exits."""
+    folder = Path(tempfile.mkdtemp(prefix="qwen-chat-db-"))
+    _DB_FOLDERS.append(folder)
+    return f"sqlite:///{folder}/chats.db"
+
+
+def remove_db(url: str) -> None:
+    """Remove the folder of a database made by :func:`fresh_db_url` (with its -wal and
+    -shm files); other URLs are left alone."""
+    for folder in list(_DB_FOLDERS):
+        if url == f"sqlite:///{folder}/chats.db":
+            _DB_FOLDERS.remove(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@atexit.register
+def _remove_all_dbs() -> None:
+    for folder in _DB_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temp_db() -> Iterator[str]:
+    """``with temp_db() as url:`` a fresh SQLite database, removed on exit."""
+    url = fresh_db_url()
+    try:
+        yield url
+    finally:
+        remove_db(url)
+
+
+def app_env(space_urls: str, db_url: str | None = None) -> dict[str, str]:
+    """The environment of an app server: the replicas as its Spaces, offline, and its
+    own database (``db_url``, else a fresh SQLite file from :func:`fresh_db_url`). The
+    caller's HF_TOKEN, Space URLs and storage settings are not passed on."""
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_OUT}
     env.update(QWEN_SPACE_URLS=space_urls, QWEN_OFFLINE="1", NO_PROXY="127.0.0.1,localhost",
-               no_proxy="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+               no_proxy="127.0.0.1,localhost", PYTHONUNBUFFERED="1",
+               QWEN_CHAT_DB=db_url or fresh_db_url())
     return env
 
 
@@ -44,13 +91,14 @@ def app_env(space_urls: str) -> dict[str, str]:
 def server(replica_max_g5: Replica, replica_qwen3_g5: Replica) -> Iterator[Server]:
     replicas = {"max": replica_max_g5, "qwen3": replica_qwen3_g5}
     log = ARTIFACTS / "streamlit-browser.log"
-    process, url = start_streamlit(
-        REPO, sys.executable, app_env(bed.space_urls(replicas.values())), log
-    )
-    try:
-        yield Server(url, process, replicas, log)
-    finally:
-        stop_process(process)
+    with temp_db() as db:
+        process, url = start_streamlit(
+            REPO, sys.executable, app_env(bed.space_urls(replicas.values()), db), log
+        )
+        try:
+            yield Server(url, process, replicas, log)
+        finally:
+            stop_process(process)
 
 
 def in_ci() -> bool:

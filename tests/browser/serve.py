@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["free_port", "start_streamlit", "stop_process"]
+__all__ = ["free_port", "kill_process", "port_of", "start_streamlit", "stop_process"]
 
 
 def free_port() -> int:
@@ -20,11 +22,13 @@ def free_port() -> int:
 
 
 def start_streamlit(
-    cwd: Path, python: str, env: dict[str, str], log: Path, args: Sequence[str] = ()
+    cwd: Path, python: str, env: dict[str, str], log: Path, args: Sequence[str] = (),
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """``streamlit run streamlit_app.py [args]`` headless on a free loopback port; returns
-    once ``/_stcore/health`` answers."""
-    port = free_port()
+    """``streamlit run streamlit_app.py [args]`` headless on a loopback port (``port``, e.g.
+    the one of a server that was just stopped, else a free one); returns once
+    ``/_stcore/health`` answers."""
+    port = port or free_port()
     command = [
         python, "-m", "streamlit", "run", "streamlit_app.py",
         "--server.headless", "true", "--server.port", str(port),
@@ -63,3 +67,16 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def kill_process(process: subprocess.Popen[bytes]) -> None:
+    """``kill -9`` the one process we started, by its PID (a crash: nothing runs its
+    ``finally``), and reap it."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def port_of(url: str) -> int:
+    """The port of ``http://127.0.0.1:PORT``."""
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])

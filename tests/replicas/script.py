@@ -14,7 +14,13 @@ The script is chosen by the first word of the user's query:
 - ``script:bytes:TOTAL:CHUNK``: TOTAL characters (no whitespace) in chunks of CHUNK;
 - ``script:slow:N:MS``: N tokens ``s{i} `` with MS milliseconds before each token;
 - ``script:error:K``: K tokens ``e{i} `` then the replica raises ``gr.Error(ERROR_MESSAGE)``;
-- ``script:html``: an answer holding a ``<script>`` tag and an ``<img onerror>`` tag.
+- ``script:html``: an answer holding a ``<script>`` tag and an ``<img onerror>`` tag;
+- ``script:markdown:N`` (or ``script:markdown:N:SEED``): exactly N tokens of a realistic
+  Markdown answer (a title, paragraphs of ~40-120 tokens, headings, lists, code fences,
+  tables, block quotes, inline code and math), its last token ``MARKDOWN_END``;
+- ``script:rich``: every Markdown construct the page draws (headings, nested lists, a
+  table, LaTeX in all three forms, a block quote, raw HTML, CJK, emoji, code fences), the
+  last fence never closed.
 
 When ``thinking_budget`` is given and positive (the Qwen3 replica), the plan also has
 reasoning tokens, streamed before the answer; the echo answer then names the budget.
@@ -79,6 +85,72 @@ HTML_TOKENS: tuple[str, ...] = (
     "<img src=x onerror=alert(1)>",
     " done.",
 )
+
+# The last token of every ``script:markdown`` answer (a character found nowhere else in
+# it, so a page can tell the whole answer is on screen).
+MARKDOWN_END = "\u220e"  # ∎
+
+RICH_TEXT = "\n".join([
+    "# Rich answer 🎉",
+    "",
+    "Intro with **bold**, *italic*, `inline code`, inline math \\(x^2\\) and $a+b$.",
+    "",
+    "## Lists",
+    "",
+    "- top item",
+    "  - nested item with `code`",
+    "    - deeper item",
+    "- second top item",
+    "  1. numbered inside",
+    "  2. another one",
+    "",
+    "1. first",
+    "2. second",
+    "   - nested bullet",
+    "",
+    "## Table",
+    "",
+    "| Name | Value | Note |",
+    "|:-----|------:|:----:|",
+    "| alpha | 1 | 你好 |",
+    "| beta | 2.5 | 🎉 |",
+    "",
+    "## Math",
+    "",
+    "Display math with brackets:",
+    "",
+    "\\[E=mc^2\\]",
+    "",
+    "And with dollars:",
+    "",
+    "$$",
+    "\\int_0^1 x^2\\,dx = \\frac{1}{3}",
+    "$$",
+    "",
+    "> A block quote",
+    "> over two lines, with **bold**.",
+    "",
+    "### Raw HTML",
+    "",
+    "Shown as text: <b>not bold</b> <script>alert(1)</script> <img src=x onerror=alert(1)>",
+    "",
+    "<div>a div block</div>",
+    "",
+    "CJK: 你好，世界。日本語のテキスト。한국어 텍스트.",
+    "Emoji: 👍🏽 👨\u200d👩\u200d👧 🎉",
+    "",
+    "```python",
+    "def greet(name):",
+    '    return f"hi {name}"',
+    "```",
+    "",
+    "A last fence that never closes:",
+    "",
+    "```text",
+    "still inside the fence",
+    "    indented line",
+    "last line of the open fence",
+])
 
 _TOKEN_RE = re.compile(r"\s+|\S{1,3}")
 
@@ -161,6 +233,142 @@ def bytes_chunks(total: int, chunk: int) -> list[str]:
     return [text[i : i + chunk] for i in range(0, total, chunk)]
 
 
+# --- script:markdown --------------------------------------------------------------------
+
+_WORDS = (
+    "the", "model", "answer", "stream", "block", "token", "value", "result", "server",
+    "client", "request", "cache", "memory", "time", "list", "table", "data", "user",
+    "page", "text", "file", "query", "system", "queue", "event", "update", "state",
+    "function", "return", "error", "simple", "fast", "large", "small", "each", "every",
+    "which", "when", "because", "while", "about", "between", "without", "through",
+    "should", "could", "might", "usually", "often", "always", "first", "second", "last",
+    "next", "other", "same", "different", "important", "useful", "correct", "example",
+    "number", "size", "limit", "budget", "browser", "network", "message", "markdown",
+)
+_CODE_LINES = (
+    ("def summarize(items):", '    """Add up the values, skipping None."""',
+     "    total = 0", "    for item in items:", "        if item is None:",
+     "            continue", "        total += item.value", "    return total"),
+    ("import json", "", "def load(path):", "    with open(path) as fh:",
+     "        return json.load(fh)"),
+    ("for i in range(10):", "    if i % 2:", '        print(i, "odd")', "    else:",
+     '        print(i, "even")'),
+    ("class Cache:", "    def __init__(self, size=128):", "        self.size = size",
+     "        self.items = {}", "", "    def get(self, key):",
+     "        return self.items.get(key)"),
+)
+
+
+class _Rng:
+    """xorshift32: the same numbers in every Python (the replicas' venvs may differ)."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = (seed * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF or 1
+
+    def below(self, n: int) -> int:
+        x = self.state
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.state = x
+        return x % n
+
+    def between(self, lo: int, hi: int) -> int:
+        return lo + self.below(hi - lo + 1)
+
+
+def _words(rng: _Rng, count: int, capital: bool = False) -> list[str]:
+    """``count`` word tokens, each but the first with its leading space."""
+    out = []
+    for i in range(count):
+        word = _WORDS[rng.below(len(_WORDS))]
+        if i == 0 and capital:
+            word = word.capitalize()
+        out.append(word if i == 0 else " " + word)
+    return out
+
+
+def _paragraph(rng: _Rng) -> list[str]:
+    target = rng.between(40, 120)
+    tokens: list[str] = []
+    while len(tokens) < target:
+        sentence = _words(rng, rng.between(6, 18), capital=True)
+        if tokens:
+            sentence[0] = " " + sentence[0]
+        roll = rng.below(10)
+        at = rng.between(1, len(sentence) - 1)
+        if roll == 0:
+            sentence[at:at] = [" `", _WORDS[rng.below(len(_WORDS))], "()`"]
+        elif roll == 1:
+            sentence[at:at] = [" **", _WORDS[rng.below(len(_WORDS))], "**"]
+        elif roll == 2:
+            sentence[at:at] = [" \\(", "x", "^", "2", "\\)"]
+        elif roll == 3:
+            sentence.insert(at, ",")
+        tokens += sentence
+        tokens.append(".")
+    return tokens
+
+
+def _list(rng: _Rng) -> list[str]:
+    tokens: list[str] = []
+    numbered = rng.below(3) == 0
+    for i in range(rng.between(3, 6)):
+        if tokens and not numbered and rng.below(4) == 0:
+            tokens += ["  ", "-", " "] + _words(rng, rng.between(3, 8)) + ["\n"]
+        tokens += [f"{i + 1}." if numbered else "-", " "]
+        tokens += _words(rng, rng.between(4, 14), capital=True) + ["\n"]
+    return tokens
+
+
+def _code(rng: _Rng) -> list[str]:
+    lines = _CODE_LINES[rng.below(len(_CODE_LINES))]
+    tokens = ["```", "python", "\n"]
+    for line in lines:
+        tokens += tokenize(line) + ["\n"]
+    return tokens + ["```", "\n"]
+
+
+def _table(rng: _Rng) -> list[str]:
+    tokens = tokenize("| Name | Value | Notes |") + ["\n"] + tokenize("|---|---:|---|") + ["\n"]
+    for _ in range(rng.between(3, 6)):
+        name = _WORDS[rng.below(len(_WORDS))]
+        tokens += ["|", " " + name, " |", f" {rng.below(1000)}", " |"]
+        tokens += _words(rng, rng.between(2, 6)) + [" |", "\n"]
+    return tokens
+
+
+def markdown_tokens(n: int, seed: int = 0) -> list[str]:
+    """Exactly ``n`` tokens of a realistic Markdown answer, the last one ``MARKDOWN_END``
+    (deterministic for ``n`` and ``seed``)."""
+    if n <= 0:
+        return []
+    rng = _Rng(seed)
+    tokens = ["#", " "] + _words(rng, rng.between(3, 6), capital=True) + ["\n\n"]
+    previous = "heading"
+    while len(tokens) < n:
+        roll = rng.below(100)
+        if roll < 10 and previous != "heading":
+            kind = "heading"
+            block = ["##", " "] + _words(rng, rng.between(2, 5), capital=True) + ["\n"]
+        elif roll < 25:
+            kind, block = "list", _list(rng)
+        elif roll < 33:
+            kind, block = "code", _code(rng)
+        elif roll < 40:
+            kind, block = "table", _table(rng)
+        elif roll < 45:
+            kind = "quote"
+            block = [">", " "] + _words(rng, rng.between(8, 25), capital=True) + [".", "\n"]
+        else:
+            kind, block = "paragraph", _paragraph(rng) + ["\n"]
+        tokens += block + ["\n"]
+        previous = kind
+    tokens = tokens[:n]
+    tokens[-1] = MARKDOWN_END
+    return tokens
+
+
 def _reasoning(query: str, thinking_budget: int | None) -> list[str]:
     if thinking_budget is None or thinking_budget <= 0:
         return []
@@ -187,6 +395,11 @@ def plan(
             return Plan(tokens=list(UNICODE_TOKENS), reasoning=reasoning)
         if name == "html":
             return Plan(tokens=list(HTML_TOKENS), reasoning=reasoning)
+        if name == "rich":
+            return Plan(tokens=tokenize(RICH_TEXT), reasoning=reasoning)
+        if name == "markdown":
+            n, seed = _ints(args, 2, name) if len(args) == 2 else (*_ints(args, 1, name), 0)
+            return Plan(tokens=markdown_tokens(n, seed), reasoning=reasoning)
         if name == "long":
             (n,) = _ints(args, 1, name)
             return Plan(tokens=[f"w{i} " for i in range(n)], reasoning=reasoning)
