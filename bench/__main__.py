@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         "starting one (must be concurrency ≥ 20 for 'concurrency')")
     parser.add_argument("--out", default=str(common.ROOT / "bench" / "results" / "latest.md"),
                         help="where to write the Markdown report ('-' for nowhere)")
+    parser.add_argument("--ui-sections", default=None,
+                        help="comma-separated sections of the 'ui' part (default: all of "
+                        "bytes,ttft,history,concurrent)")
     parser.add_argument("--gc-cap", type=int, default=None,
                         help="stop gradio_client's 50,000-update stream after this many "
                         "updates (its CPU per update grows with the answer)")
@@ -67,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                 section = memory.measure(replicas, rounds=1 if quick else 3)
             elif part == "ui":
                 from . import ui
-                section = ui.measure(replicas, rounds=1 if quick else 2)
+                chosen = tuple(p.strip() for p in (args.ui_sections or "").split(",")
+                               if p.strip()) or ui.SECTIONS
+                section = ui.measure(replicas, rounds=1 if quick else 2, sections=chosen)
             elif part == "concurrency":
                 from . import concurrency
                 replicas.stop(1)  # one replica at a time on the server core

@@ -1,4 +1,5 @@
-"""Goal 3: peak RSS growth while streaming a 5 MB answer.
+"""Goal 3: peak RSS growth while streaming a 5 MB answer: qwen_core's at most 1.05x the
+raw httpx-sse reader's growth in the same run.
 
 Each client runs in a fresh subprocess (``python -m bench.memory CLIENT URL QUERY``): it
 imports everything, then records its RSS, resets the kernel's peak-RSS mark
@@ -20,6 +21,11 @@ from .report import Row, Section, mb, x
 TOTAL = 5_000_000
 CHUNKS = (5_000, 500)  # chars per update: 1,000 and 10,000 updates
 GC_MIN_CHUNK = 5_000
+# The goal: qwen_core's peak growth at most 5% above the raw httpx-sse reader's, measured
+# in the same run (the old "< 4x the answer" was missed by the raw reader itself: the
+# peak is the final message, which carries the whole answer again while the caller holds
+# the streamed parts).
+RAW_FACTOR = 1.05
 
 
 def _status(field: str) -> int:
@@ -90,17 +96,20 @@ def measure(replicas: Replicas, rounds: int) -> Section:
                 growth[name].append(float(result["growth"]))  # type: ignore[arg-type]
         med = {name: median(v) for name, v in growth.items()}
         ratio = med["qwen_core"] / TOTAL
+        vs_raw = med["qwen_core"] / med["raw"]
         updates = TOTAL // chunk
         section.rows.append(Row(
             f"Peak RSS growth, 5 MB answer in {chunk:,}-char updates ({updates:,} updates)",
             mb(med["qwen_core"]), mb(med["raw"]),
             mb(med["gradio_client"]) if "gradio_client" in med else "not run (~25 GB)",
-            f"qwen_core {x(ratio)} answer · raw {x(med['raw'] / TOTAL)}"
+            f"qwen_core/raw {x(vs_raw)} · qwen_core {x(ratio)} answer · raw "
+            f"{x(med['raw'] / TOTAL)}"
             + (f" · gradio_client {x(med['gradio_client'] / TOTAL)}" if "gradio_client" in med
                else ""),
-            "qwen_core < 4x answer", ratio < 4,
+            f"qwen_core ≤ {RAW_FACTOR:.2f}x raw's growth (same run)", vs_raw <= RAW_FACTOR,
         ))
     section.notes.append(
+        f"goal: qwen_core's growth ≤ {RAW_FACTOR}x the raw reader's (medians, same run); "
         f"fresh subprocess per client and run, median of {rounds} (gradio_client: 1); "
         "growth = peak RSS (VmHWM after resetting it) minus RSS before the stream, "
         "answer included. "

@@ -15,9 +15,10 @@ The script is chosen by the first word of the user's query:
 - ``script:slow:N:MS``: N tokens ``s{i} `` with MS milliseconds before each token;
 - ``script:error:K``: K tokens ``e{i} `` then the replica raises ``gr.Error(ERROR_MESSAGE)``;
 - ``script:html``: an answer holding a ``<script>`` tag and an ``<img onerror>`` tag;
-- ``script:markdown:N`` (or ``script:markdown:N:SEED``): exactly N tokens of a realistic
-  Markdown answer (a title, paragraphs of ~40-120 tokens, headings, lists, code fences,
-  tables, block quotes, inline code and math), its last token ``MARKDOWN_END``;
+- ``script:markdown:N`` (or ``script:markdown:N:SEED``, ``script:markdown:N:SEED:MS``):
+  exactly N tokens of a realistic Markdown answer (a title, paragraphs of ~40-120 tokens,
+  headings, lists, code fences, tables, block quotes, inline code and math), its last
+  token ``MARKDOWN_END``; with MS, MS milliseconds before each token (a model's pace);
 - ``script:rich``: every Markdown construct the page draws (headings, nested lists, a
   table, LaTeX in all three forms, a block quote, raw HTML, CJK, emoji, code fences), the
   last fence never closed.
@@ -398,8 +399,10 @@ def plan(
         if name == "rich":
             return Plan(tokens=tokenize(RICH_TEXT), reasoning=reasoning)
         if name == "markdown":
-            n, seed = _ints(args, 2, name) if len(args) == 2 else (*_ints(args, 1, name), 0)
-            return Plan(tokens=markdown_tokens(n, seed), reasoning=reasoning)
+            if not 1 <= len(args) <= 3:
+                raise ValueError(f"script:markdown takes N[:SEED[:MS]], got {args!r}")
+            n, seed, ms = [*_ints(args, len(args), name), 0, 0][:3]
+            return Plan(tokens=markdown_tokens(n, seed), delay=ms / 1000.0, reasoning=reasoning)
         if name == "long":
             (n,) = _ints(args, 1, name)
             return Plan(tokens=[f"w{i} " for i in range(n)], reasoning=reasoning)
