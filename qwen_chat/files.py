@@ -6,6 +6,7 @@ exception the page would show as a traceback."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 import qwen_core
 
-from .conversation import DEFAULT_MODEL, Chat, Message, Role, _canonical
+from .conversation import DEFAULT_MODEL, Chat, Message, Role, Version, _canonical, versions_of
 from .display import model_label
 
 __all__ = ["ChatFileError", "Imported", "FORMAT", "MAX_IMPORT_BYTES", "to_json",
@@ -28,6 +29,12 @@ class ChatFileError(ValueError):
     """An uploaded conversation file is not one this app can read; says what is wrong."""
 
 
+def _when(message: Message) -> str | None:
+    if message.created is None:
+        return None
+    return dt.datetime.fromtimestamp(message.created, dt.UTC).isoformat(timespec="seconds")
+
+
 def _message_dict(message: Message) -> dict[str, Any]:
     data: dict[str, Any] = {"role": message.role.value, "content": message.content}
     if message.role is Role.ASSISTANT:
@@ -35,6 +42,15 @@ def _message_dict(message: Message) -> dict[str, Any]:
             model=message.model, reasoning=message.reasoning,
             stopped=message.stopped, error=message.error,
         )
+    if message.created is not None:
+        data["created"] = _when(message)
+    if message.others:  # the turn's other versions, and where the shown one sits
+        data["versions"] = [
+            {"question": v.question.content,
+             "answer": None if v.answer is None else _message_dict(v.answer)}
+            for v in message.others
+        ]
+        data["shown"] = message.at
     return data
 
 
@@ -59,10 +75,22 @@ def to_markdown(chat: Chat, system: str | None = None) -> str:
     ]
     if system:
         lines.append(f"- System prompt: {' '.join(system.split())}")
-    for message in chat.messages:
+    notes: dict[int, str] = {}  # message index -> a line on the turn's other versions
+    for index, message in enumerate(chat.messages):
+        if message.role is Role.USER and message.others:
+            versions, at = versions_of(chat, index)
+            others = len(versions) - 1
+            answered = index + 1 < len(chat.messages) and \
+                chat.messages[index + 1].role is Role.ASSISTANT
+            notes[index + 1 if answered else index] = (
+                f"_(version {at + 1} of {len(versions)}; the {others} other "
+                f"version{'s are' if others > 1 else ' is'} in the JSON export)_")
+    for index, message in enumerate(chat.messages):
         lines += ["", "---", ""]
         if message.role is Role.USER:
             lines += ["**You**", "", message.content]
+            if index in notes:
+                lines += ["", notes[index]]
             continue
         lines += [f"**{model_label(message.model)}** (`{message.model}`)", ""]
         if message.reasoning:
@@ -73,6 +101,8 @@ def to_markdown(chat: Chat, system: str | None = None) -> str:
             lines += ["", "_(stopped)_"]
         if message.error:
             lines += ["", f"> **Error:** {message.error}"]
+        if index in notes:
+            lines += ["", notes[index]]
     return "\n".join(lines) + "\n"
 
 
@@ -103,6 +133,67 @@ def _check_text(*texts: str | None) -> None:
                     f"the file contains an invalid character (a lone surrogate, "
                     f"{text[exc.start]!a}); it was not written by this app"
                 ) from None
+
+
+def _created(raw: Mapping[str, Any], where: str) -> float | None:
+    value = _expect(raw.get("created"), (str, type(None)), f"{where} created",
+                    "expected an ISO time")
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value[:40])
+    except ValueError:
+        raise ChatFileError(f"{where} created: expected an ISO time, got {value[:40]!r}") \
+            from None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _answer(raw: Any, content: Any, where: str) -> Message:
+    _expect(raw, Mapping, where, "expected an object")
+    return Message(
+        Role.ASSISTANT, _expect(content, str, f"{where} content", "expected text"),
+        model=_expect(raw.get("model"), (str, type(None)), f"{where} model", "expected text"),
+        reasoning=_expect(raw.get("reasoning", ""), str, f"{where} reasoning",
+                          "expected text"),
+        stopped=_expect(raw.get("stopped", False), bool, f"{where} stopped",
+                        "expected true or false"),
+        error=_expect(raw.get("error"), (str, type(None)), f"{where} error", "expected text"),
+        created=_created(raw, where),
+    )
+
+
+def _question(raw: Mapping[str, Any], content: str, where: str) -> Message:
+    """A question with its turn's other versions (``versions``, ``shown``), if any."""
+    raw_versions = _expect(raw.get("versions", []), list, f"{where} versions",
+                           "expected a list")
+    others: list[Version] = []
+    for j, item in enumerate(raw_versions):
+        at = f"{where} version {j + 1}"
+        _expect(item, Mapping, at, "expected an object with 'question' and 'answer'")
+        question = _expect(item.get("question"), str, f"{at} question", "expected text")
+        answer = item.get("answer")
+        others.append(Version(
+            Message(Role.USER, question),
+            None if answer is None else _answer(answer, answer.get("content")
+                                                if isinstance(answer, Mapping) else None,
+                                                f"{at} answer"),
+        ))
+    shown = _expect(raw.get("shown", len(others)), int, f"{where} shown", "expected a number")
+    if isinstance(shown, bool) or not 0 <= shown <= len(others):
+        raise ChatFileError(f"{where} shown: expected 0 to {len(others)}, got {shown!r:.20}")
+    return Message(Role.USER, content, created=_created(raw, where), others=tuple(others),
+                   at=shown)
+
+
+def _all(messages: list[Message]) -> list[Message]:
+    """The messages with every version's question and answer."""
+    out = list(messages)
+    for message in messages:
+        for version in message.others:
+            out.append(version.question)
+            if version.answer is not None:
+                out.append(version.answer)
+    return out
 
 
 def from_json(data: bytes | str) -> Imported:
@@ -163,22 +254,13 @@ def from_json(data: bytes | str) -> Imported:
         if role not in (Role.USER.value, Role.ASSISTANT.value):
             raise ChatFileError(f"{where}: role must be 'user' or 'assistant', got {role!r:.80}")
         if role == Role.USER.value:
-            messages.append(Message(Role.USER, content))
+            messages.append(_question(raw, content, where))
             continue
-        messages.append(Message(
-            Role.ASSISTANT, content,
-            model=_expect(raw.get("model"), (str, type(None)), f"{where} model", "expected text"),
-            reasoning=_expect(raw.get("reasoning", ""), str, f"{where} reasoning",
-                              "expected text"),
-            stopped=_expect(raw.get("stopped", False), bool, f"{where} stopped",
-                            "expected true or false"),
-            error=_expect(raw.get("error"), (str, type(None)), f"{where} error",
-                          "expected text"),
-        ))
+        messages.append(_answer(raw, content, where))
     if systems and system is None:
         system = "\n\n".join(systems)
-    _check_text(model, system, *(t for m in messages for t in (m.content, m.reasoning,
-                                                               m.model, m.error)))
+    _check_text(model, system, *(t for m in _all(messages)
+                                 for t in (m.content, m.reasoning, m.model, m.error)))
     chosen = DEFAULT_MODEL
     if model is not None:
         try:

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -23,7 +24,11 @@ import qwen_core
 from qwen_chat import conversation as conv
 from qwen_chat import display, files
 from qwen_chat.blocks import split_blocks
-from qwen_chat.conversation import Chat, ChatBox, Role
+from qwen_chat.conversation import Chat, ChatBox, Message, Role
+from qwen_chat.draft import Draft
+from qwen_chat.duo import Duo
+from qwen_chat.duo_view import DuoView, SideView
+from qwen_chat.failover import FAILOVER_ERRORS, offers
 from qwen_chat.owner import owner_from
 from qwen_chat.persist import AnswerSaver, Keeper
 from qwen_chat.settings import (
@@ -139,6 +144,14 @@ def init_state(keeper_now: Keeper) -> None:
                                  f"“{display.escape_markdown(wanted, 80)}”: talking to "
                                  f"{MODELS[chat.model].label} instead.")
         ss.box = ChatBox(chat)
+        ss.compare = None
+        wanted_other = st.query_params.get("compare")
+        if wanted_other:
+            try:
+                ss.compare = qwen_core.resolve_model(wanted_other).id
+            except qwen_core.InvalidRequest:
+                flash("warning", "The link names an unknown model to compare with, "
+                                 f"“{display.escape_markdown(wanted_other, 80)}”.")
         ss.system_text = default_system(chat.model)
         ss.budget = 38
         ss.editing = False
@@ -153,6 +166,11 @@ def init_state(keeper_now: Keeper) -> None:
         set_chat_param(box().chat.id)
     if st.query_params.get("model") != box().chat.model:
         st.query_params["model"] = box().chat.model  # so the URL can be shared
+    if (ss.compare or None) != st.query_params.get("compare"):
+        if ss.compare:
+            st.query_params["compare"] = ss.compare
+        else:
+            del st.query_params["compare"]
 
 
 def follow_url() -> None:
@@ -237,17 +255,56 @@ def on_open_chat(chat_id: str) -> None:
         flash("warning", "That conversation could not be opened.")
 
 
-def _drop(before: Chat, after: Chat) -> None:
-    """Delete from the store the messages ``after`` no longer has."""
-    kept = {id(m) for m in after.messages}
-    keeper().forget(before, tuple(m for m in before.messages if id(m) not in kept))
-
-
 def on_regenerate() -> None:
-    before = box().chat
-    box().chat = conv.regenerate(before)
-    _drop(before, box().chat)
+    box().chat = conv.regenerate(box().chat)  # the answer it had stays as a version
     ss.editing = False
+
+
+def on_answer_with(model_id: str, shown: bool) -> None:
+    """Retry one side of a comparison: ask the last question again of ``model_id``. The
+    side the conversation continues with (``shown``) gets the new answer as its shown
+    one; the other side's new answer becomes a version."""
+    chat = box().chat
+    if shown:
+        box().chat = replace(conv.regenerate(chat), asking=model_id)
+    else:
+        box().chat = conv.answer_with(chat, model_id)
+    ss.editing = False
+
+
+def on_ask_other(model_id: str) -> None:
+    """The Space is down: ask the last question of ``model_id`` instead (the chat goes on
+    with it; the failed answer stays as a version)."""
+    switch_to(model_id)
+    box().chat = conv.regenerate(box().chat)
+    ss.editing = False
+
+
+def on_choose(index: int, position: int) -> None:
+    """Show another version of the turn whose question is at ``index``."""
+    try:
+        box().chat = conv.choose(box().chat, index, position)
+    except conv.ChatError:
+        return  # a stale click (the chat changed meanwhile)
+    keeper().choose(box().chat, index)
+    ss.editing = False
+
+
+def on_compare() -> None:
+    if ss.w_compare_on:
+        ss.compare = ss.get("w_compare") or default_partner(box().chat.model)
+    else:
+        ss.compare = None
+
+
+def on_compare_model() -> None:
+    ss.compare = ss.w_compare
+
+
+def default_partner(model_id: str) -> str:
+    """The model a comparison starts with: the first one of another Space."""
+    space = MODELS[model_id].space_id
+    return next(m.id for m in MODELS.values() if m.space_id != space)
 
 
 def on_edit(start: bool) -> None:
@@ -261,9 +318,7 @@ def on_edit_send() -> None:
     if not text.strip():
         flash("warning", "The edited question is empty; nothing was sent.")
         return
-    before = box().chat
-    box().chat = conv.edit_last(before, text)
-    _drop(before, box().chat)
+    box().chat = conv.edit_last(box().chat, text)  # the question as it was stays a version
     box().chat = keeper().sync(box().chat, ss.system_text)
     ss.editing = False
 
@@ -326,6 +381,16 @@ def current_system(model: qwen_core.Model) -> str | None:
     return ss.system_text if model.supports_system else None
 
 
+def system_for(model: qwen_core.Model) -> str | None:
+    """The system prompt ``model`` gets when it is not the chat's model (the other side of
+    a comparison): the sidebar's, or its own Space's default while that is not edited."""
+    if not model.supports_system:
+        return None
+    if ss.system_text == default_system(box().chat.model):
+        return default_system(model.id)
+    return ss.system_text
+
+
 # --- sidebar ------------------------------------------------------------------------------
 
 
@@ -353,6 +418,18 @@ def sidebar(settings: Settings) -> DeltaGenerator:
         )
         st.caption(display.capabilities(model))
         states_slot = st.empty()
+        ss.w_compare_on = bool(ss.compare)
+        st.toggle("Compare with a second model", key="w_compare_on", on_change=on_compare,
+                  help="Each question is answered by both models at once, side by side. "
+                       "Share the page's URL to share the comparison.")
+        if ss.compare:
+            partners = [m.id for m in MODELS.values() if m.id != model.id]
+            if ss.compare not in partners:
+                ss.compare = default_partner(model.id)
+            ss.w_compare = ss.compare
+            st.selectbox("Second model", partners, key="w_compare",
+                         on_change=on_compare_model,
+                         format_func=lambda model_id: MODELS[model_id].label)
 
         st.subheader("Settings")
         ss.w_system = ss.system_text
@@ -472,7 +549,15 @@ def _aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def show_states(slot: DeltaGenerator, states: dict[str, str]) -> None:
+VERDICT_ICONS = {
+    "fits": ":green[:material/check:]", "moved": ":green[:material/check:]",
+    "changed": ":red[:material/link_off:]", "unsupported": ":red[:material/block:]",
+    "asleep": ":orange[:material/bedtime:]", "unreachable": ":gray[:material/cloud_off:]",
+}
+
+
+def show_states(slot: DeltaGenerator, states: dict[str, str],
+                verdicts: dict[str, tuple[str, str]]) -> None:
     model = MODELS[box().chat.model]
     with slot.container():
         state = states.get(model.space_id, "unknown")
@@ -481,11 +566,40 @@ def show_states(slot: DeltaGenerator, states: dict[str, str]) -> None:
             for space_id, first in SPACES.items():
                 state = states.get(space_id, "unknown")
                 count = sum(1 for m in MODELS.values() if m.space_id == space_id)
+                verdict, detail = verdicts.get(space_id, ("not checked", ""))
                 st.markdown(
                     f"{STATE_ICONS.get(state, '')} **{first.space_label}** — {state}  \n"
                     f"`{space_id}` · {count} model{'s' if count > 1 else ''}  \n"
-                    f"{display.capabilities(first)}"
+                    f"{display.capabilities(first)}  \n"
+                    f"Adapter: {VERDICT_ICONS.get(verdict, '')} {verdict}",
+                    help=display.escape_markdown(detail, 400) if detail else None,
                 )
+            st.caption("Adapter: whether this app still fits the Space's chat event "
+                       "(checked from its `/config`, as `python -m qwen_core --doctor` "
+                       "does; every minute at most).")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def cached_verdicts(urls: tuple[tuple[str, str], ...], spaces: tuple[str, ...],
+                    hf_token: str | None) -> dict[str, tuple[str, str]]:
+    """Each Space's doctor verdict, cached for a minute for every visitor."""
+    checks = qwen_core.check_all(spaces, base_urls=dict(urls), hf_token=hf_token, timeout=5.0)
+    return {c.space_id: (c.state, display.redact(c.detail)) for c in checks}
+
+
+def space_verdicts(settings: Settings, *, ask: bool) -> dict[str, tuple[str, str]]:
+    """Doctor verdicts of the Spaces that may be asked (offline: only those with a URL
+    override); the last ones this session saw when ``ask`` is False."""
+    verdicts = dict(ss.get("space_verdicts") or {})
+    spaces = tuple(s for s in SPACES if not settings.offline or s in settings.space_urls)
+    if ask and spaces:
+        try:
+            verdicts.update(cached_verdicts(tuple(sorted(settings.space_urls.items())),
+                                            spaces, settings.hf_token))
+        except qwen_core.SpaceError as exc:
+            log.warning("doctor: %s", exc)
+    ss.space_verdicts = verdicts
+    return verdicts
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -530,6 +644,7 @@ def show_text(text: str, settings: Settings, key: str) -> None:
 
 def show_history(chat: Chat, settings: Settings) -> None:
     editable = conv.last_user_index(chat) if ss.editing else None
+    pair = compare_pair(chat, ss.get("compare"))
     start = 0
     if len(chat.messages) > SHOWN_MESSAGES and not ss.get("show_all"):
         start = len(chat.messages) - SHOWN_MESSAGES
@@ -543,22 +658,16 @@ def show_history(chat: Chat, settings: Settings) -> None:
                     show_editor()
                 else:
                     show_text(message.content, settings, f"q{i}")
+                if i == len(chat.messages) - 1 and message.others and not chat.pending:
+                    show_pager(chat, i)  # a version of this turn that has no answer
             continue
         with st.chat_message("assistant"):
-            if message.reasoning:
-                with st.expander("Thinking", icon=":material/psychology:"):
-                    show_text(message.reasoning, settings, f"r{i}")
-            with st.container(key=f"answer-{i}"):  # also a hook for CSS and tests
-                if message.content:
-                    show_text(message.content, settings, f"a{i}")
-                elif not message.error:
-                    st.markdown("_(no answer text)_")
-            if message.error:
-                st.error(display.escape_markdown(message.error, 2000),
-                         icon=":material/error:")
-            st.caption(display.model_caption(message)
-                       + (" · :material/edit_note: being written in another tab"
-                          if message.streaming else ""))
+            if pair is not None and i == len(chat.messages) - 1:
+                show_pair(chat, i, pair, settings)
+                continue
+            show_answer(chat, message, i, settings)
+            if i > 0 and chat.messages[i - 1].role is Role.USER and chat.messages[i - 1].others:
+                show_pager(chat, i - 1)
     if conv.can_regenerate(chat) and not ss.editing:
         failed = chat.messages[-1].error is not None
         unanswered = chat.messages[-1].role is Role.USER
@@ -570,6 +679,104 @@ def show_history(chat: Chat, settings: Settings) -> None:
         )
         row.button("Edit question", icon=":material/edit:", on_click=on_edit,
                    args=(True,), key="edit")
+
+
+def show_answer(chat: Chat, message: Message, i: int, settings: Settings,
+                key: str = "") -> None:
+    """The answer at ``chat.messages[i]`` (or, with ``key``, a version shown beside it):
+    its Thinking, text, error (with a way out when the Space is down) and caption."""
+    if message.reasoning:
+        with st.expander("Thinking", icon=":material/psychology:"):
+            show_text(message.reasoning, settings, f"r{i}{key}")
+    with st.container(key=f"answer-{i}{key}"):  # also a hook for CSS and tests
+        if message.content:
+            show_text(message.content, settings, f"a{i}{key}")
+        elif not message.error:
+            st.markdown("_(no answer text)_")
+    if message.error:
+        st.error(display.escape_markdown(message.error, 2000), icon=":material/error:")
+        if not key and i == len(chat.messages) - 1 and message.error_kind in FAILOVER_ERRORS:
+            show_failover(chat, message)
+    caption = display.model_caption(message)
+    if message.created:
+        caption += " · " + time.strftime("%H:%M", time.localtime(message.created))
+    st.caption(caption + (" · :material/edit_note: being written in another tab"
+                          if message.streaming else ""))
+
+
+def show_pager(chat: Chat, index: int) -> None:
+    """``‹ 2/3 ›`` under a turn with versions: switch which one the conversation keeps."""
+    versions, at = conv.versions_of(chat, index)
+    with st.container(horizontal=True, vertical_alignment="center", key=f"pager-{index}"):
+        st.button("", icon=":material/chevron_left:", key=f"v-prev-{index}",
+                  on_click=on_choose, args=(index, at - 1), disabled=at == 0,
+                  type="tertiary", help="Earlier version")
+        st.caption(f"{at + 1}/{len(versions)}")
+        st.button("", icon=":material/chevron_right:", key=f"v-next-{index}",
+                  on_click=on_choose, args=(index, at + 1),
+                  disabled=at == len(versions) - 1, type="tertiary", help="Later version")
+
+
+def show_failover(chat: Chat, message: Message) -> None:
+    """The Space is asleep, full or limiting: offer models of running Spaces instead."""
+    failed = MODELS.get(message.model or chat.model)
+    if failed is None:
+        return
+    edited = bool(ss.system_text.strip()) and ss.system_text != default_system(chat.model)
+    earlier = sum(1 for m in chat.messages if m.role is Role.USER) > 1
+    choices = offers(failed, ss.get("space_states") or {}, uses_system=edited,
+                     uses_history=earlier)
+    if not choices:
+        st.caption("No other running Space takes what this conversation uses; try again "
+                   "in a minute.")
+        return
+    row = st.container(horizontal=True)
+    for model in choices:
+        row.button(f"Ask {model.label} instead", icon=":material/alt_route:",
+                   key=f"failover-{model.id}", on_click=on_ask_other, args=(model.id,))
+
+
+def compare_pair(chat: Chat, other: str | None) -> tuple[int, int] | None:
+    """In compare mode, the last turn's newest answers by the chat's model and by
+    ``other``, as positions among that turn's versions (None: not such a turn)."""
+    if not other or chat.pending or len(chat.messages) < 2:
+        return None
+    index = len(chat.messages) - 2
+    if chat.messages[index].role is not Role.USER or chat.messages[-1].role is Role.USER:
+        return None
+    versions, at = conv.versions_of(chat, index)
+    question = chat.messages[index].content
+    found: dict[str, int] = {}
+    for position, version in enumerate(versions):
+        if version.answer is not None and version.question.content == question:
+            found[version.answer.model or ""] = position
+    if chat.model not in found or other not in found or at not in found.values():
+        return None
+    return found[chat.model], found[other]
+
+
+def show_pair(chat: Chat, i: int, pair: tuple[int, int], settings: Settings) -> None:
+    """The last turn of a comparison: both answers side by side, each with its Retry;
+    "Continue with this answer" picks the one later questions send as history."""
+    versions, at = conv.versions_of(chat, i - 1)
+    for column, position, side in zip(st.columns(2), pair, ("left", "right"), strict=True):
+        answer = versions[position].answer
+        assert answer is not None
+        with column:
+            st.markdown(f"**{display.escape_markdown(display.model_label(answer.model), 80)}**")
+            show_answer(chat, answer, i, settings, key=f"-{side}")
+            row = st.container(horizontal=True)
+            if position == at:
+                row.caption(":material/check: The conversation continues with this answer")
+            else:
+                row.button("Continue with this answer", icon=":material/check:",
+                           key=f"continue-{side}", on_click=on_choose,
+                           args=(i - 1, position))
+            row.button("Retry", icon=":material/refresh:", key=f"retry-{side}",
+                       on_click=on_answer_with, args=(answer.model, position == at),
+                       type="primary" if answer.error else "secondary")
+    if len(versions) > 2:
+        show_pager(chat, i - 1)
 
 
 def show_editor() -> None:
@@ -610,12 +817,15 @@ def stream_answer(
     error, shown with Retry) or stopped. Streamlit's Stop and any rerun raise
     StopException/RerunException at the next Streamlit call; they pass through untouched
     while ``finally`` stores the partial answer (into the box: st.session_state itself
-    raises then; and into the store) and closing the stream cancels the Space's job."""
+    raises then; and into the store) and closing the stream cancels the Space's job.
+    One side of a comparison asked again (``Chat.asking`` on an answered turn) becomes a
+    version of the turn; the answer shown stays."""
+    aside = holder.chat.asking is not None and holder.chat.messages[-1].role is Role.ASSISTANT
+    model = MODELS[holder.chat.asking or holder.chat.model]
+    system = system_for(model) if holder.chat.asking else current_system(model)
     chat, draft = conv.begin_answer(holder.chat)
     holder.chat = chat
-    saver: AnswerSaver = keeper_now.begin_answer(chat, draft)
-    model = MODELS[chat.model]
-    options = {BUDGET: budget} if BUDGET in model.adapter.options else {}
+    saver: AnswerSaver = keeper_now.begin_answer(chat, draft, show=not aside)
     ended: Chat | None = None
     try:
         stop_watcher()
@@ -624,17 +834,17 @@ def stream_answer(
                 st.button("Stop", icon=":material/stop_circle:", key="stop")
             view = TurnView(images=settings.remote_images, on_event=saver.progress)
             events = qwen_core.stream_events(
-                model, conv.to_qwen_messages(chat, current_system(model)),
+                model, conv.to_qwen_messages(chat, system),
                 base_url=settings.space_urls.get(model.space_id) or model.adapter.url(),
-                hf_token=settings.hf_token, **options,
-                limits=qwen_core.Limits(max_answer_chars=settings.max_answer_chars,
-                                        max_turn_seconds=settings.max_turn_seconds),
+                hf_token=settings.hf_token, **model_options(model, budget),
+                limits=limits_of(settings),
             )
             with contextlib.closing(events):
                 view.run(events, draft)
         ended = conv.finish(chat, draft)
     except qwen_core.SpaceError as exc:
-        ended = conv.fail(chat, draft, display.redact(str(exc)), partial=exc.partial)
+        ended = conv.fail(chat, draft, display.redact(str(exc)), partial=exc.partial,
+                          kind=type(exc).__name__)
     finally:
         stopped = ended is None  # Stop, a rerun, or a bug: keep what came, marked stopped
         if stopped:
@@ -642,9 +852,98 @@ def stream_answer(
         assert ended is not None
         last = saver.end(ended.messages[-1])
         ended = replace(ended, messages=(*ended.messages[:-1], last))
+        if aside:
+            ended = conv.keep_shown(ended)
         swapped = holder.swap(chat, ended)
         if stopped:
             holder.refresh = swapped
+
+
+def model_options(model: qwen_core.Model, budget: int) -> dict[str, int]:
+    return {BUDGET: budget} if BUDGET in model.adapter.options else {}
+
+
+def limits_of(settings: Settings) -> qwen_core.Limits:
+    return qwen_core.Limits(max_answer_chars=settings.max_answer_chars,
+                            max_turn_seconds=settings.max_turn_seconds)
+
+
+# --- streaming two answers side by side -----------------------------------------------------
+
+
+def stream_compare(settings: Settings, from_chat_input: bool) -> None:
+    """Compare mode: the pending question is answered by both models at once."""
+    holder = box()
+    models = (MODELS[holder.chat.model], MODELS[ss.compare])
+    systems = (current_system(models[0]), system_for(models[1]))
+    with holder.turn():
+        stream_pair(holder, keeper(), settings, from_chat_input, ss.budget, models, systems)
+    st.rerun()
+
+
+def stream_pair(
+    holder: ChatBox, keeper_now: Keeper, settings: Settings, from_chat_input: bool,
+    budget: int, models: tuple[qwen_core.Model, ...], systems: tuple[str | None, ...],
+) -> None:
+    """Both answers stream at once from one loop (:class:`~qwen_chat.duo.Duo`), each in
+    its column; whatever ends the turn, each side keeps what came, finished, failed or
+    stopped. The first model's answer is the one the conversation continues with, the
+    other is a version of the turn."""
+    chat, _ = conv.begin_answer(holder.chat)
+    holder.chat = chat
+    drafts = [Draft(model.id) for model in models]
+    savers = [keeper_now.begin_answer(chat, draft, show=i == 0)
+              for i, draft in enumerate(drafts)]
+    sides: list[SideView] = []
+    duo: Duo | None = None
+    finished = False
+    try:
+        stop_watcher()
+        with st.chat_message("assistant"):
+            if not from_chat_input:
+                st.button("Stop", icon=":material/stop_circle:", key="stop")
+            for column, model, draft, saver in zip(st.columns(2), models, drafts, savers,
+                                                   strict=True):
+                with column:
+                    st.markdown(f"**{display.escape_markdown(model.label, 80)}**")
+                    sides.append(SideView(draft, images=settings.remote_images,
+                                          on_event=saver.progress))
+            starts = [
+                partial(qwen_core.astream_events, model, conv.to_qwen_messages(chat, system),
+                        base_url=settings.space_urls.get(model.space_id) or model.adapter.url(),
+                        hf_token=settings.hf_token, limits=limits_of(settings),
+                        **model_options(model, budget))
+                for model, system in zip(models, systems, strict=True)
+            ]
+            duo = Duo(starts)
+            DuoView(sides).run(duo)
+        finished = True
+    finally:
+        if duo is not None:
+            duo.close()  # Stop or a rerun: cancel both Space jobs
+        answers = []
+        for i, draft in enumerate(drafts):
+            ended = sides[i].ended if i < len(sides) else None
+            answers.append(savers[i].end(side_answer(chat, draft, ended, finished)))
+        done = conv.add_answers(chat, tuple(answers))
+        swapped = holder.swap(chat, done)
+        if not finished:
+            holder.refresh = swapped
+
+
+def side_answer(chat: Chat, draft: Draft, ended: object, finished: bool) -> Message:
+    """One side's answer as it ended: finished, failed (the Space's error) or stopped."""
+    error = getattr(ended, "error", None)
+    if ended is None or not finished and error is None and not draft.done:
+        return conv.stop(chat, draft).messages[-1]
+    if isinstance(error, qwen_core.SpaceError):
+        return conv.fail(chat, draft, display.redact(str(error)), partial=error.partial,
+                         kind=type(error).__name__).messages[-1]
+    if error is not None:
+        log.error("compare: one side failed", exc_info=error)
+        return conv.fail(chat, draft, "This answer failed because of a bug in the app; "
+                         "try again.", kind=type(error).__name__).messages[-1]
+    return conv.finish(chat, draft).messages[-1]
 
 
 # --- the page -----------------------------------------------------------------------------
@@ -687,10 +986,15 @@ def main() -> None:
     show_history(box().chat, settings)
 
     if box().chat.pending:
-        show_states(states_slot, space_states(settings, ask_hub=False))
-        stream_turn(settings, from_chat_input)
+        show_states(states_slot, space_states(settings, ask_hub=False),
+                    space_verdicts(settings, ask=False))
+        if ss.compare and box().chat.asking is None and ss.compare != box().chat.model:
+            stream_compare(settings, from_chat_input)
+        else:
+            stream_turn(settings, from_chat_input)
     else:
-        show_states(states_slot, space_states(settings, ask_hub=True))
+        show_states(states_slot, space_states(settings, ask_hub=True),
+                    space_verdicts(settings, ask=True))
 
 
 try:

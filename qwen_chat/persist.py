@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .conversation import Chat, Message, Role
+from .conversation import Chat, Message, Role, turn_of
 from .draft import Draft
 
 if TYPE_CHECKING:
@@ -91,7 +91,10 @@ class Keeper:
         messages = list(chat.messages)
         for i, message in enumerate(messages):
             if message.id is None:
-                row = self._call(lambda s, o, m=message: s.add_message(o, chat.id, m))
+                turn = turn_of(chat, i)
+                asked = _question_row(messages[:i])
+                row = self._call(lambda s, o, m=message, t=turn, q=asked:
+                                 s.add_message(o, chat.id, m, t, question=q))
                 if not isinstance(row, int):
                     break
                 messages[i] = replace(message, id=row)
@@ -125,10 +128,23 @@ class Keeper:
                        model=chat.model), stamp
 
     def forget(self, chat: Chat, messages: tuple[Message, ...]) -> None:
-        """The page dropped ``messages`` (regenerate, edit): delete their rows."""
+        """The page dropped ``messages``: delete their rows."""
         ids = [m.id for m in messages if m.id is not None]
         if chat.id is not None and ids:
             self._call(lambda s, o: s.delete_messages(o, chat.id, ids))
+
+    def choose(self, chat: Chat, index: int) -> None:
+        """The person switched the turn whose question is ``chat.messages[index]`` to the
+        version now shown: remember which (its question and answer) in the store."""
+        question = chat.messages[index]
+        after = chat.messages[index + 1] if index + 1 < len(chat.messages) else None
+        ids = [question.id]
+        if after is not None and after.role is Role.ASSISTANT:
+            ids.append(after.id)
+        if chat.id is None or None in ids:
+            return
+        turn = turn_of(chat, index)
+        self._call(lambda s, o: s.choose(o, chat.id, turn, [i for i in ids if i]))
 
     def set_model(self, chat: Chat) -> None:
         if chat.id is not None:
@@ -140,22 +156,33 @@ class Keeper:
 
     # --- one streaming answer ---------------------------------------------------------
 
-    def begin_answer(self, chat: Chat, draft: Draft) -> AnswerSaver:
-        return AnswerSaver(self, chat, draft)
+    def begin_answer(self, chat: Chat, draft: Draft, show: bool = True) -> AnswerSaver:
+        return AnswerSaver(self, chat, draft, show)
+
+
+def _question_row(messages: tuple[Message, ...] | list[Message]) -> int | None:
+    """The row of the last question in ``messages`` (the one a new answer answers)."""
+    for message in reversed(messages):
+        if message.role is Role.USER:
+            return message.id
+    return None
 
 
 class AnswerSaver:
     """Saves one streaming answer: a row when it starts, its text at most every
     :data:`SAVE_EVERY` seconds while it streams, and the final message when it ends."""
 
-    def __init__(self, keeper: Keeper, chat: Chat, draft: Draft) -> None:
+    def __init__(self, keeper: Keeper, chat: Chat, draft: Draft, show: bool = True) -> None:
         self.keeper = keeper
         self.chat_id = chat.id
         self.draft = draft
         self.row: int | None = None
         self._saved_at = keeper._clock()
         if chat.id is not None:
-            row = keeper._call(lambda s, o: s.add_message(o, chat.id, self._message(True)))
+            turn = turn_of(chat, len(chat.messages) - 1)
+            asked = _question_row(chat.messages)
+            row = keeper._call(lambda s, o: s.add_message(o, chat.id, self._message(True),
+                                                         turn, show, question=asked))
             self.row = row if isinstance(row, int) else None
 
     def _message(self, streaming: bool) -> Message:

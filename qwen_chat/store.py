@@ -6,7 +6,7 @@ guard). Every method filters by owner, and a conversation of another owner behav
 exactly like a missing one. Every database failure becomes a :class:`StoreError` with a
 readable message that never carries a password (nor the message text of the statement).
 
-Layout (schema version 2)::
+Layout (schema version 3)::
 
     schema_version(version)                               one row
     conversations(id PK, owner, title, model, system, created_at, updated_at, deleted_at)
@@ -14,8 +14,14 @@ Layout (schema version 2)::
         WHERE deleted_at IS NULL  (PostgreSQL cannot read a newest-first order past the
         IS NULL column of the first index; SQLite can)
     messages(id PK autoincrement, conversation_id FK ON DELETE CASCADE, role, content,
-             model, reasoning, stopped, error, streaming, created_at, updated_at)
+             model, reasoning, stopped, error, streaming, created_at, updated_at,
+             turn, chosen)
         index (conversation_id, id)
+    versions (version 3): ``turn`` numbers a conversation's questions (0, 1, ...); every
+        row of a turn is a version of it: an answer belongs to the question before it in
+        the same turn, an edited question starts new versions. ``chosen`` marks the
+        question and answer shown (and sent as history); nothing is deleted to make a
+        version. Rows of older schemas get their turn from their order.
     search indexes: SQLite (version 2) messages_fts, a contentless FTS5 trigram index of
         finished messages kept by triggers, and (conversation_id) WHERE streaming = 1;
         PostgreSQL with pg_trgm (made at start when the role may): GIN gin_trgm_ops on
@@ -68,7 +74,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from .conversation import Chat, Message, Role, title_of
+from .conversation import Chat, Message, Role, Version, title_of, versions_of
 from .display import clean_text
 
 __all__ = ["StoreError", "ChatSummary", "StoredChat", "ChatStore", "SCHEMA_VERSION",
@@ -76,7 +82,7 @@ __all__ = ["StoreError", "ChatSummary", "StoredChat", "ChatStore", "SCHEMA_VERSI
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STALE_AFTER = timedelta(seconds=30)  # a streaming row older than this: its writer died
 TITLE_MAX = 200
 BUSY_TIMEOUT = 5.0  # seconds SQLite waits for a lock before giving up
@@ -128,6 +134,8 @@ messages = sa.Table(
     sa.Column("streaming", sa.Boolean, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    sa.Column("turn", sa.Integer, nullable=True),
+    sa.Column("chosen", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Index("ix_messages_conversation", "conversation_id", "id"),
     sqlite_autoincrement=True,
 )
@@ -161,7 +169,7 @@ LOAD_HEAD = sa.select(C.title, C.model, C.system).where(_LIVE)
 STAMP = sa.select(C.updated_at).where(_LIVE)
 LOAD_MESSAGES = (
     sa.select(M.id, M.role, M.content, M.model, M.reasoning, M.stopped, M.error,
-              M.streaming, M.updated_at)
+              M.streaming, M.created_at, M.updated_at, M.turn, M.chosen)
     .where(M.conversation_id == _B("b_id")).order_by(M.id)
 )
 LIST = (
@@ -216,7 +224,125 @@ def _step_2(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-STEPS: dict[int, Callable[[Connection], None]] = {1: _step_1, 2: _step_2}
+def _step_3(conn: Connection) -> None:
+    """Version 3: answer versions. ``turn`` and ``chosen`` columns (made by version 1's
+    ``create_all`` on a new database), and every existing row's turn from its order."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("messages")}
+    if "turn" not in have:
+        conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN turn INTEGER")
+    if "chosen" not in have:
+        conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN chosen BOOLEAN NOT NULL "
+                             "DEFAULT " + ("1" if conn.dialect.name == "sqlite" else "TRUE"))
+    rows = conn.execute(sa.select(M.id, M.conversation_id, M.role)
+                        .order_by(M.conversation_id, M.id)).all()
+    turns: list[dict[str, int]] = []
+    chat, turn = None, -1
+    for row in rows:
+        if row.conversation_id != chat:
+            chat, turn = row.conversation_id, -1
+        if row.role == Role.USER.value or turn < 0:
+            turn += 1
+        turns.append({"b_mid": row.id, "b_turn": turn})
+    if turns:
+        conn.execute(sa.update(messages).where(M.id == _B("b_mid"))
+                     .values(turn=_B("b_turn")), turns)
+
+
+STEPS: dict[int, Callable[[Connection], None]] = {1: _step_1, 2: _step_2, 3: _step_3}
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    message: Message
+    turn: int | None
+    chosen: bool
+
+
+def _flatten(chat: Chat) -> list[tuple[Message, int, bool]]:
+    """Rows for ``chat`` with its versions: per turn, each version's question (once for a
+    run of versions that share it) and answer, in version order; the shown ones chosen."""
+    out: list[tuple[Message, int, bool]] = []
+    turn = -1
+    for index, message in enumerate(chat.messages):
+        if message.role is not Role.USER:
+            if turn < 0:  # an answer before any question (an odd import): turn 0
+                out.append((message, 0, True))
+            continue
+        turn += 1
+        versions, at = versions_of(chat, index)
+        runs: list[list[int]] = []  # positions of versions sharing one question
+        for position, version in enumerate(versions):
+            if runs and _same_question(versions[runs[-1][0]].question, version.question):
+                runs[-1].append(position)
+            else:
+                runs.append([position])
+        for run in runs:
+            out.append((versions[run[0]].question, turn, at in run))
+            for position in run:
+                answer = versions[position].answer
+                if answer is not None:
+                    out.append((answer, turn, position == at))
+    return out
+
+
+def _same_question(a: Message, b: Message) -> bool:
+    if a.id is not None or b.id is not None:
+        return a.id == b.id
+    return a.content == b.content
+
+
+def _assemble(rows: list[_Row]) -> tuple[Message, ...]:
+    """The shown path of a conversation from its rows (in id order), each question
+    carrying its turn's other versions. Rows without a turn (older schemas) take it from
+    their order."""
+    turns: dict[int, list[_Row]] = {}
+    counter = -1
+    for row in rows:
+        turn = row.turn
+        if turn is None:
+            if row.message.role is Role.USER or counter < 0:
+                counter += 1
+            turn = counter
+        else:
+            counter = turn
+        turns.setdefault(turn, []).append(replace(row, turn=turn))
+    path: list[Message] = []
+    for turn in sorted(turns):
+        versions: list[Version] = []
+        chosen_at: int | None = None
+        question: _Row | None = None
+        answered = False
+        loose: list[Message] = []  # answers with no question before them in the turn
+        for row in turns[turn]:
+            if row.message.role is Role.USER:
+                if question is not None and not answered:
+                    versions.append(Version(question.message, None))
+                    if question.chosen and chosen_at is None:
+                        chosen_at = len(versions) - 1
+                question, answered = row, False
+                continue
+            if question is None:
+                loose.append(row.message)
+                continue
+            answered = True
+            versions.append(Version(question.message, row.message))
+            if row.chosen:
+                chosen_at = len(versions) - 1  # the last chosen answer wins
+        if question is not None and not answered:
+            versions.append(Version(question.message, None))
+            if question.chosen:
+                chosen_at = len(versions) - 1
+        path.extend(loose)
+        if not versions:
+            continue
+        at = len(versions) - 1 if chosen_at is None else chosen_at
+        shown = versions[at]
+        others = tuple(v for i, v in enumerate(versions) if i != at)
+        path.append(replace(shown.question, others=others, at=at))
+        if shown.answer is not None:
+            path.append(shown.answer)
+    return tuple(path)
+
 
 def _driver_sql(stmt: Any, dialect: Any) -> tuple[str, tuple[str, ...] | None]:
     """A Core statement compiled once for ``dialect``: its SQL and, for positional
@@ -614,24 +740,30 @@ class ChatStore:
                 id=chat_id, owner=owner, title=_enc(title), model=chat.model,
                 system=_enc_opt(system), created_at=now, updated_at=now, deleted_at=None,
             ))
+            flat = _flatten(chat)
             ids: list[int] = []
-            if chat.messages:
-                rows = [self._message_row(chat_id, m, now) for m in chat.messages]
+            if flat:
+                rows = [self._message_row(chat_id, m, now, turn, chosen)
+                        for m, turn, chosen in flat]
                 result = conn.execute(
                     sa.insert(messages).returning(M.id, sort_by_parameter_order=True), rows
                 )
                 ids = [row[0] for row in result]
-        stored = tuple(replace(m, id=i) for m, i in zip(chat.messages, ids, strict=True))
+        stored = _assemble([
+            _Row(i, replace(m, id=i), turn, chosen)
+            for (m, turn, chosen), i in zip(flat, ids, strict=True)
+        ])
         return replace(chat, id=chat_id, title=title, messages=stored)
 
     @staticmethod
-    def _message_row(chat_id: str, message: Message, now: datetime) -> dict[str, Any]:
+    def _message_row(chat_id: str, message: Message, now: datetime, turn: int | None = None,
+                     chosen: bool = True) -> dict[str, Any]:
         return {
             "conversation_id": chat_id, "role": Role(message.role).value,
             "content": _enc(message.content), "model": message.model,
             "reasoning": _enc(message.reasoning or ""), "stopped": bool(message.stopped),
             "error": _enc_opt(message.error), "streaming": bool(message.streaming),
-            "created_at": now, "updated_at": now,
+            "created_at": now, "updated_at": now, "turn": turn, "chosen": chosen,
         }
 
     def load_chat(self, owner: str, chat_id: str) -> StoredChat | None:
@@ -643,7 +775,7 @@ class ChatStore:
                 return None
             rows = conn.execute(LOAD_MESSAGES, {"b_id": chat_id}).all()
         stale_before = _utc(self._clock()) - STALE_AFTER
-        out = []
+        out: list[_Row] = []
         for row in rows:
             streaming, stopped = bool(row.streaming), bool(row.stopped)
             if streaming and _utc(row.updated_at) < stale_before:
@@ -653,11 +785,12 @@ class ChatStore:
             except ValueError:
                 raise StoreError(f"Chat history: a stored message has an unknown role "
                                  f"{row.role[:20]!r}") from None
-            out.append(Message(
+            out.append(_Row(row.id, Message(
                 role, _dec(row.content), model=row.model, reasoning=_dec(row.reasoning),
                 stopped=stopped, error=_dec_opt(row.error), id=row.id, streaming=streaming,
-            ))
-        chat = Chat(messages=tuple(out), model=head.model, pending=False, id=chat_id,
+                created=_utc(row.created_at).timestamp(),
+            ), row.turn, bool(row.chosen)))
+        chat = Chat(messages=_assemble(out), model=head.model, pending=False, id=chat_id,
                     title=_dec(head.title))
         return StoredChat(chat, _dec_opt(head.system))
 
@@ -826,14 +959,52 @@ class ChatStore:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def add_message(self, owner: str, chat_id: str, message: Message) -> int:
+    def add_message(self, owner: str, chat_id: str, message: Message,
+                    turn: int | None = None, show: bool = True,
+                    question: int | None = None) -> int:
         """Append ``message``; returns its row id. Concurrent appends all stay, in the
-        order they were committed."""
+        order they were committed. With ``turn`` it becomes that turn's shown version: a
+        question hides the turn's other rows, an answer the turn's other answers (they
+        stay as versions); with ``show=False`` it is stored as a version, not shown.
+        ``question``: the row of the question an answer answers. An answer belongs to the
+        question row before it, so when the turn has a later question (the person went
+        back to an earlier wording after an edit) that question is stored again first."""
         now = self._now()
         with self._tx("save the message", write=True) as conn:
             self._touch(conn, owner, chat_id, now)
-            result = conn.execute(INSERT_MESSAGE, self._message_row(chat_id, message, now))
+            again = None
+            if turn is not None and question is not None and message.role is not Role.USER:
+                later = conn.execute(
+                    sa.select(M.id).where(M.conversation_id == chat_id, M.turn == turn,
+                                          M.role == Role.USER.value, M.id > question)
+                    .limit(1)).first()
+                if later is not None:
+                    again = conn.execute(
+                        sa.select(M.content).where(M.id == question,
+                                                   M.conversation_id == chat_id)).first()
+            if turn is not None and show:
+                hide = sa.update(messages).where(M.conversation_id == chat_id,
+                                                 M.turn == turn)
+                if message.role is not Role.USER and again is None:
+                    hide = hide.where(M.role == Role.ASSISTANT.value)
+                conn.execute(hide.values(chosen=False))
+            if again is not None:
+                asked = Message(Role.USER, _dec(again.content))
+                conn.execute(INSERT_MESSAGE, self._message_row(chat_id, asked, now, turn, show))
+            result = conn.execute(INSERT_MESSAGE,
+                                  self._message_row(chat_id, message, now, turn, show))
             return int(result.scalar_one())
+
+    def choose(self, owner: str, chat_id: str, turn: int, message_ids: Iterable[int]) -> None:
+        """Show these rows (a question and its answer) of ``turn``; its other rows become
+        versions. Nothing happens when the chat is not one of ``owner``'s live chats."""
+        ids = sorted({int(i) for i in message_ids})
+        now = self._now()
+        with self._tx("choose a version", write=True) as conn:
+            self._touch(conn, owner, chat_id, now)
+            conn.execute(sa.update(messages)
+                         .where(M.conversation_id == chat_id, M.turn == turn)
+                         .values(chosen=M.id.in_(ids)))
 
     def update_message(self, owner: str, chat_id: str, message_id: int,
                        message: Message) -> None:

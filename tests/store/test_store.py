@@ -588,13 +588,21 @@ def test_upgrade_from_version_1(db_url: str, backend: str, clock: FakeClock,
         finished = make(old, ME, "papa quebec", "romeo sierra")
         live = make(old, ME, "tango")
         old.add_message(ME, live.id, answer("uniform victor", streaming=True))
-        with old.engine.connect() as conn:
+        with old.engine.begin() as conn:
             assert conn.execute(sa.text("SELECT version FROM schema_version")).all() == [(1,)]
+            # version 1's messages had no version columns (today's create_all makes them)
+            conn.exec_driver_sql("ALTER TABLE messages DROP COLUMN turn")
+            conn.exec_driver_sql("ALTER TABLE messages DROP COLUMN chosen")
         old.close()
     new = ChatStore(db_url, clock=clock)
     try:
         with new.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version FROM schema_version")).all() == [(2,)]
+            assert conn.execute(sa.text("SELECT version FROM schema_version")).all() == [(3,)]
+            turns = conn.execute(sa.text(
+                "SELECT role, turn, chosen FROM messages WHERE conversation_id = :c "
+                "ORDER BY id"), {"c": finished.id}).all()
+            assert [(r, t, bool(c)) for r, t, c in turns] == [
+                ("user", 0, True), ("assistant", 0, True)]
         assert new.trigram is True
         assert [s.id for s in new.list_chats(ME, "romeo")] == [finished.id]
         assert [s.id for s in new.list_chats(ME, "VICTOR")] == [live.id]
@@ -617,7 +625,7 @@ def test_migration_from_empty_and_idempotent(db_url: str, backend: str, clock: F
             "deleted_at"]
         assert [c["name"] for c in inspector.get_columns("messages")] == [
             "id", "conversation_id", "role", "content", "model", "reasoning", "stopped",
-            "error", "streaming", "created_at", "updated_at"]
+            "error", "streaming", "created_at", "updated_at", "turn", "chosen"]
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("conversations")}
         assert indexes["ix_conversations_owner"] == ["owner", "deleted_at", "updated_at"]
         assert ("ix_conversations_owner_live" in indexes) is (backend == "postgresql")
