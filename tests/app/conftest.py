@@ -97,8 +97,11 @@ def shown_answer(at: AppTest, index: int = -1) -> str:
     return "\n\n".join(texts)
 
 
-def captions(at: AppTest, index: int = -1) -> list[str]:
-    return [c.value for c in answer_block(at, index).caption]
+def captions(at: AppTest, index: int = -1, with_time: bool = False) -> list[str]:
+    """The answer's captions; the " · HH:MM" each answer ends with is left off unless
+    ``with_time`` (tests that check the time ask for it)."""
+    values = [c.value for c in answer_block(at, index).caption]
+    return values if with_time else [re.sub(r" · \d\d:\d\d$", "", v) for v in values]
 
 
 def plain(markdown: str) -> str:

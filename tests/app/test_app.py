@@ -51,6 +51,9 @@ def test_a_full_turn_streams_the_exact_echo_into_the_last_message(spaces):
     assert shown_answer(at) == expected.strip()
     assert chat(at).messages[-1].content == expected
     assert captions(at) == ["Qwen2.5-Max · qwen-2.5-max"]
+    created = chat(at).messages[-1].created
+    assert captions(at, with_time=True) == [
+        "Qwen2.5-Max · qwen-2.5-max · " + time.strftime("%H:%M", time.localtime(created))]
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert not answer_block(at).markdown[0].proto.allow_html  # model output never as HTML
 
@@ -294,9 +297,18 @@ def test_space_states_come_from_the_hub_unless_overridden_or_offline(monkeypatch
         return httpx.Response(200, json={"runtime": {"stage": stage}},
                               request=httpx.Request("GET", url))
 
+    checked: list[tuple[str, ...]] = []
+
+    def fake_check_all(spaces, **kwargs):  # the doctor (its own tests run it for real)
+        checked.append(tuple(spaces))
+        return [qwen_core.SpaceCheck(space_id=s, label=s, base_url="", detail="x",
+                                     state="changed" if s.endswith("Qwen3-Demo") else "fits")
+                for s in spaces]
+
     monkeypatch.delenv("QWEN_OFFLINE")
     monkeypatch.setenv("QWEN_SPACE_URLS", "Qwen/Qwen2.5-Max-Demo=http://127.0.0.1:9")
     monkeypatch.setattr(httpx, "get", fake_get)
+    monkeypatch.setattr(qwen_core, "check_all", fake_check_all)
     st.cache_data.clear()
     try:
         at = new_app(model="qwen3-8b")
@@ -310,6 +322,9 @@ def test_space_states_come_from_the_hub_unless_overridden_or_offline(monkeypatch
     assert any("sleeping" in c.value for c in at.sidebar.caption)
     listing = " ".join(m.value for m in at.sidebar.expander[0].markdown)
     assert "Qwen2.5-Max** — local" in listing and "Qwen2.5** — running" in listing
+    assert checked == [tuple(dict.fromkeys(m.space_id for m in qwen_core.MODELS.values()))]
+    verdicts = [m.value.rsplit("Adapter:", 1)[1].strip() for m in at.sidebar.expander[0].markdown]
+    assert sum("changed" in v for v in verdicts) == 1 and sum("fits" in v for v in verdicts) == 4
 
 
 def test_offline_nothing_is_asked_and_states_read_unknown(monkeypatch):
