@@ -26,6 +26,11 @@ Sections (``python -m bench --only ui --ui-sections ...``):
   uploader): the first-token time again, the bytes of a rerun (default view: the last 100
   messages; and with all 200 shown; goal < 1.5x the history's size) and the stream's
   bytes vs the same answer on an empty chat (goal: no growth, ≤ 1.2x).
+- ``compare``: compare mode, Qwen2.5-Max (this replica) beside Qwen3-235B-A22B (the
+  Qwen3 Gradio 5 replica), both answering ``script:markdown:1500:3:4`` at a model's pace:
+  Enter → both answers stored and shown, vs each model asked alone on the same page
+  (goal: ≤ 1.2x the slower alone), and the websocket frames of the comparison (goal:
+  ≤ duration / 50 ms + 60: both columns' writes coalesced together).
 - ``concurrent``: five browser sessions send ``script:markdown:5000:SEED`` at once to
   one app server (replica with concurrency 5): each must show its whole answer within
   1.5x its stream's own duration (the replica's generation log: start → end).
@@ -49,7 +54,7 @@ from typing import Any
 
 import httpx
 
-from .common import MODEL, ROOT, SYSTEM, Replicas, median, pin_self, run_client
+from .common import MODEL, ROOT, SYSTEM, Replicas, median, pin_pid, pin_self, run_client
 from .report import Row, Section, ms, sec, x
 
 SPACE_ID = "Qwen/Qwen2.5-Max-Demo"
@@ -58,7 +63,7 @@ CHROMIUM_ARGS = [  # as tests/browser/conftest.py
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SECTIONS = ("bytes", "ttft", "history", "concurrent")
+SECTIONS = ("bytes", "ttft", "history", "concurrent", "compare")
 # (query, label); the goals apply to the Markdown answers; one paragraph cannot be cut
 BYTES_ANSWERS = (
     ("script:markdown:20000", "realistic Markdown"),
@@ -147,13 +152,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_app(replica_url: str, app_dir: Path = ROOT) -> Iterator[str]:
+def streamlit_app(replica_url: str, app_dir: Path = ROOT,
+                  more_spaces: dict[str, str] | None = None) -> Iterator[str]:
     """``streamlit run streamlit_app.py`` from ``app_dir`` on a free loopback port, its
-    conversations in a temporary SQLite file."""
+    conversations in a temporary SQLite file; the Max Space at ``replica_url`` (and
+    ``more_spaces``: Space id -> URL)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
         env = {
-            **os.environ, "QWEN_SPACE_URLS": f"{SPACE_ID}={replica_url}",
+            **os.environ, "QWEN_SPACE_URLS": ",".join(
+                f"{k}={v}" for k, v in {SPACE_ID: replica_url, **(more_spaces or {})}.items()),
             "QWEN_OFFLINE": "1", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
             "QWEN_CHAT_DB": f"sqlite:///{tmp}/chats.db", "QWEN_CHAT_HISTORY": "on",
             "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
@@ -780,6 +788,105 @@ def _concurrent_section(ctx: Context, section: Section, app_url: str, url: str,
     ctx.notes.append("concurrent: " + " | ".join(details))
 
 
+COMPARE_QUERY = "script:markdown:1500:3:4"  # ~6 s at a model's pace
+COMPARE_WITH = "qwen3-235b-a22b"
+QWEN3_SPACE = "Qwen/Qwen3-Demo"
+PRESS = """() => { window.__press = null;
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && window.__press === null) window.__press = performance.now();
+  }, true); }"""
+# the page after the turn: stored answer(s) drawn, no Stop button; returns the time
+DONE_ONE = """() => (window.__press !== null && document.querySelector('.st-key-regenerate')
+  && !document.querySelector('[data-testid="stChatInputStopButton"]'))
+  ? performance.now() : null"""
+DONE_TWO = """() => (window.__press !== null
+  && document.querySelector('.st-key-continue-left, .st-key-continue-right')
+  && !document.querySelector('[data-testid="stChatInputStopButton"]'))
+  ? performance.now() : null"""
+
+
+def _timed_turn(browser: Any, url: str, query: str, done: str) -> tuple[float, int, str]:
+    """A new visitor opens ``url`` and asks ``query``: (s Enter → ``done``, websocket
+    frames received meanwhile and in the next 0.7 s, the last message's text)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        recorder = Recorder(page)
+        page.goto(url)
+        box = page.locator('[data-testid="stChatInputTextArea"]')
+        box.wait_for(timeout=60_000)
+        page.wait_for_timeout(800)
+        page.evaluate(PRESS)
+        box.fill(query)
+        recorder.start()
+        box.press("Enter")
+        end = page.wait_for_function(done, timeout=300_000, polling=20).json_value()
+        page.wait_for_timeout(700)
+        frames = recorder.stop()
+        press = page.evaluate("window.__press")
+        text = page.evaluate(
+            "() => { const m = document.querySelectorAll('[data-testid=\"stChatMessage\"]');"
+            " return m[m.length - 1].innerText; }")
+        return (end - press) / 1e3, len(frames), text
+    finally:
+        context.close()
+
+
+def _compare_section(ctx: Context, section: Section) -> None:
+    import script
+
+    from tests.replicas import bed
+
+    qwen3 = bed.start("qwen3_g5")
+    try:
+        pin_pid(qwen3.pid)
+        with streamlit_app(ctx.url, more_spaces={QWEN3_SPACE: qwen3.base_url}) as app_url:
+            alone: dict[str, list[float]] = {MODEL: [], COMPARE_WITH: []}
+            both: list[float] = []
+            frames: list[int] = []
+            _timed_turn(ctx.browser, f"{app_url}/?model={MODEL}&compare={COMPARE_WITH}",
+                        "script:markdown:200", DONE_TWO)  # warm-up
+            for _ in range(ctx.rounds):
+                for model in alone:
+                    wall, _, text = _timed_turn(ctx.browser, f"{app_url}/?model={model}",
+                                                COMPARE_QUERY, DONE_ONE)
+                    if script.MARKDOWN_END not in text:
+                        raise AssertionError(f"ui compare: {model} alone lacks its last token")
+                    alone[model].append(wall)
+                wall, count, text = _timed_turn(
+                    ctx.browser, f"{app_url}/?model={MODEL}&compare={COMPARE_WITH}",
+                    COMPARE_QUERY, DONE_TWO)
+                if text.count(script.MARKDOWN_END) < 2:
+                    raise AssertionError("ui compare: a side lacks its last token")
+                both.append(wall)
+                frames.append(count)
+    finally:
+        qwen3.stop()
+    slower = max(median(v) for v in alone.values())
+    ratio = median(both) / slower
+    section.rows.append(Row(
+        "UI: compare mode, two answers side by side (Max + Qwen3 replicas) vs the slower "
+        "alone, Enter → stored",
+        x(ratio), "—", "—",
+        f"{sec(median(both))} side by side; alone "
+        + ", ".join(f"{m} {sec(median(v))}" for m, v in alone.items()),
+        "≤ 1.2x the slower alone", ratio <= 1.2,
+    ))
+    bound = [w / 0.05 + 60 for w in both]
+    section.rows.append(Row(
+        "UI: compare mode, websocket frames for both columns (Enter → idle)",
+        f"{median(frames):.0f}", "—", "—",
+        ", ".join(f"{f} of ≤ {b:.0f}" for f, b in zip(frames, bound, strict=True)),
+        "≤ duration / 50 ms + 60",
+        all(f <= b for f, b in zip(frames, bound, strict=True)),
+    ))
+    ctx.notes.append(f"compare: `{COMPARE_QUERY}`; walls side by side (s) "
+                     + ", ".join(f"{w:.2f}" for w in both) + "; alone (s) "
+                     + "; ".join(f"{m} " + ", ".join(f"{w:.2f}" for w in v)
+                                 for m, v in alone.items())
+                     + "; frames " + ", ".join(str(f) for f in frames))
+
+
 def measure(replicas: Replicas, rounds: int, sections: tuple[str, ...] = SECTIONS
             ) -> Section:
     from playwright.sync_api import sync_playwright
@@ -807,6 +914,9 @@ def measure(replicas: Replicas, rounds: int, sections: tuple[str, ...] = SECTION
                             print(f"[bench] ui: {name} …", file=sys.stderr, flush=True)
                             {"bytes": _bytes_section, "ttft": _ttft_section,
                              "history": _history_section}[name](ctx, section)
+            if "compare" in sections:
+                print("[bench] ui: compare …", file=sys.stderr, flush=True)
+                _compare_section(ctx, section)
             if "concurrent" in sections:
                 print("[bench] ui: concurrent …", file=sys.stderr, flush=True)
                 url = replicas.url(SESSIONS)

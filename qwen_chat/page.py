@@ -711,7 +711,7 @@ def show_pager(chat: Chat, index: int) -> None:
         st.button("", icon=":material/chevron_left:", key=f"v-prev-{index}",
                   on_click=on_choose, args=(index, at - 1), disabled=at == 0,
                   type="tertiary", help="Earlier version")
-        st.caption(f"{at + 1}/{len(versions)}")
+        st.caption(f"{at + 1}/{len(versions)}", width="content")
         st.button("", icon=":material/chevron_right:", key=f"v-next-{index}",
                   on_click=on_choose, args=(index, at + 1),
                   disabled=at == len(versions) - 1, type="tertiary", help="Later version")

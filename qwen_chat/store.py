@@ -82,7 +82,7 @@ __all__ = ["StoreError", "ChatSummary", "StoredChat", "ChatStore", "SCHEMA_VERSI
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STALE_AFTER = timedelta(seconds=30)  # a streaming row older than this: its writer died
 TITLE_MAX = 200
 BUSY_TIMEOUT = 5.0  # seconds SQLite waits for a lock before giving up
@@ -136,6 +136,7 @@ messages = sa.Table(
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("turn", sa.Integer, nullable=True),
     sa.Column("chosen", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("error_kind", sa.String(40), nullable=True),
     sa.Index("ix_messages_conversation", "conversation_id", "id"),
     sqlite_autoincrement=True,
 )
@@ -153,7 +154,8 @@ UPDATE_MESSAGE = (
     sa.update(messages)
     .where(M.id == _B("b_mid"), M.conversation_id == _B("b_id"))
     .values(content=_B("b_content"), reasoning=_B("b_reasoning"), stopped=_B("b_stopped"),
-            error=_B("b_error"), streaming=_B("b_streaming"), updated_at=_B("b_now"))
+            error=_B("b_error"), error_kind=_B("b_error_kind"), streaming=_B("b_streaming"),
+            updated_at=_B("b_now"))
 )
 _TOUCHED = TOUCH.returning(C.id).cte("touched")
 UPDATE_MESSAGE_PG = (  # PostgreSQL: both updates in one statement (one round trip)
@@ -161,7 +163,8 @@ UPDATE_MESSAGE_PG = (  # PostgreSQL: both updates in one statement (one round tr
     .where(M.id == _B("b_mid"),
            M.conversation_id == sa.select(_TOUCHED.c.id).scalar_subquery())
     .values(content=_B("b_content"), reasoning=_B("b_reasoning"), stopped=_B("b_stopped"),
-            error=_B("b_error"), streaming=_B("b_streaming"), updated_at=_B("b_now"))
+            error=_B("b_error"), error_kind=_B("b_error_kind"), streaming=_B("b_streaming"),
+            updated_at=_B("b_now"))
 )
 FTS_PROBE = sa.text(  # SQLite: message ids whose finished text holds the phrase
     "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :b_phrase LIMIT :b_limit")
@@ -169,7 +172,7 @@ LOAD_HEAD = sa.select(C.title, C.model, C.system).where(_LIVE)
 STAMP = sa.select(C.updated_at).where(_LIVE)
 LOAD_MESSAGES = (
     sa.select(M.id, M.role, M.content, M.model, M.reasoning, M.stopped, M.error,
-              M.streaming, M.created_at, M.updated_at, M.turn, M.chosen)
+              M.streaming, M.created_at, M.updated_at, M.turn, M.chosen, M.error_kind)
     .where(M.conversation_id == _B("b_id")).order_by(M.id)
 )
 LIST = (
@@ -248,7 +251,22 @@ def _step_3(conn: Connection) -> None:
                      .values(turn=_B("b_turn")), turns)
 
 
-STEPS: dict[int, Callable[[Connection], None]] = {1: _step_1, 2: _step_2, 3: _step_3}
+def _step_4(conn: Connection) -> None:
+    """Version 4: ``error_kind``, the SpaceError class a failed answer ended with (the
+    page offers other models after SpaceUnavailable, QueueFull and RateLimited)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("messages")}
+    if "error_kind" not in have:
+        conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN error_kind VARCHAR(40)")
+
+
+STEPS: dict[int, Callable[[Connection], None]] = {
+    1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4}
+
+def _kind(message: Message) -> str | None:
+    """The error's class name, kept only when it is an identifier that fits the column."""
+    kind = message.error_kind if message.error else None
+    return kind if kind and kind.isidentifier() and len(kind) <= 40 else None
+
 
 @dataclass(frozen=True, slots=True)
 class _Row:
@@ -762,8 +780,9 @@ class ChatStore:
             "conversation_id": chat_id, "role": Role(message.role).value,
             "content": _enc(message.content), "model": message.model,
             "reasoning": _enc(message.reasoning or ""), "stopped": bool(message.stopped),
-            "error": _enc_opt(message.error), "streaming": bool(message.streaming),
-            "created_at": now, "updated_at": now, "turn": turn, "chosen": chosen,
+            "error": _enc_opt(message.error), "error_kind": _kind(message),
+            "streaming": bool(message.streaming), "created_at": now, "updated_at": now,
+            "turn": turn, "chosen": chosen,
         }
 
     def load_chat(self, owner: str, chat_id: str) -> StoredChat | None:
@@ -788,7 +807,7 @@ class ChatStore:
             out.append(_Row(row.id, Message(
                 role, _dec(row.content), model=row.model, reasoning=_dec(row.reasoning),
                 stopped=stopped, error=_dec_opt(row.error), id=row.id, streaming=streaming,
-                created=_utc(row.created_at).timestamp(),
+                created=_utc(row.created_at).timestamp(), error_kind=row.error_kind,
             ), row.turn, bool(row.chosen)))
         chat = Chat(messages=_assemble(out), model=head.model, pending=False, id=chat_id,
                     title=_dec(head.title))
@@ -1020,7 +1039,8 @@ class ChatStore:
             "b_id": chat_id, "b_owner": owner, "b_mid": message_id,
             "b_content": _enc(message.content), "b_reasoning": _enc(message.reasoning or ""),
             "b_stopped": bool(message.stopped), "b_error": _enc_opt(message.error),
-            "b_streaming": bool(message.streaming), "b_now": self._bind_time(self._now()),
+            "b_error_kind": _kind(message), "b_streaming": bool(message.streaming),
+            "b_now": self._bind_time(self._now()),
         }
         if order_update is None:  # PostgreSQL: named parameters
             with self._serial, self._errors("save the message"), \

@@ -593,11 +593,12 @@ def test_upgrade_from_version_1(db_url: str, backend: str, clock: FakeClock,
             # version 1's messages had no version columns (today's create_all makes them)
             conn.exec_driver_sql("ALTER TABLE messages DROP COLUMN turn")
             conn.exec_driver_sql("ALTER TABLE messages DROP COLUMN chosen")
+            conn.exec_driver_sql("ALTER TABLE messages DROP COLUMN error_kind")
         old.close()
     new = ChatStore(db_url, clock=clock)
     try:
         with new.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version FROM schema_version")).all() == [(3,)]
+            assert conn.execute(sa.text("SELECT version FROM schema_version")).all() == [(4,)]
             turns = conn.execute(sa.text(
                 "SELECT role, turn, chosen FROM messages WHERE conversation_id = :c "
                 "ORDER BY id"), {"c": finished.id}).all()
@@ -625,7 +626,7 @@ def test_migration_from_empty_and_idempotent(db_url: str, backend: str, clock: F
             "deleted_at"]
         assert [c["name"] for c in inspector.get_columns("messages")] == [
             "id", "conversation_id", "role", "content", "model", "reasoning", "stopped",
-            "error", "streaming", "created_at", "updated_at", "turn", "chosen"]
+            "error", "streaming", "created_at", "updated_at", "turn", "chosen", "error_kind"]
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("conversations")}
         assert indexes["ix_conversations_owner"] == ["owner", "deleted_at", "updated_at"]
         assert ("ix_conversations_owner_live" in indexes) is (backend == "postgresql")

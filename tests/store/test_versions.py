@@ -140,8 +140,17 @@ def test_a_retried_failure_reloads_with_its_error_as_a_version(keeper: Keeper):
     assert loaded.model == Q3
     found, at = conv.versions_of(loaded, 0)
     assert at == 1
-    assert [(v.answer.content, v.answer.model, v.answer.error) for v in found] == [
-        ("Pa", MAX, "The Space is asleep"), ("Paris.", Q3, None)]
+    assert [(v.answer.content, v.answer.model, v.answer.error, v.answer.error_kind)
+            for v in found] == [
+        ("Pa", MAX, "The Space is asleep", "SpaceUnavailable"), ("Paris.", Q3, None, None)]
+
+
+def test_a_failure_reloads_with_its_kind_so_the_page_can_offer_other_models(keeper: Keeper):
+    chat = ask(keeper, conv.new_chat(MAX), "Capital of France?")
+    chat = stream(keeper, chat, "", error="cannot connect; the Space may be down")
+    last = reload(keeper, chat).messages[-1]
+    assert (last.error, last.error_kind) == ("cannot connect; the Space may be down",
+                                             "SpaceUnavailable")
 
 
 def test_choose_persists_across_a_reload_and_later_turns_send_it(
