@@ -805,9 +805,23 @@ DONE_TWO = """() => (window.__press !== null
   ? performance.now() : null"""
 
 
-def _timed_turn(browser: Any, url: str, query: str, done: str) -> tuple[float, int, str]:
+def _kinds(frames: list[tuple[float, bytes]]) -> dict[str, int]:
+    """How many ForwardMsgs of each type (deltas by what they write)."""
+    out: dict[str, int] = {}
+    for _, payload in frames:
+        msg = _parse(payload)
+        kind = msg.WhichOneof("type") if msg is not None else "other"
+        if kind == "delta":
+            kind = "delta." + str(msg.delta.WhichOneof("type"))
+        out[kind] = out.get(kind, 0) + 1
+    return out
+
+
+def _timed_turn(browser: Any, url: str, query: str, done: str,
+                kinds: dict[str, int] | None = None) -> tuple[float, int, str]:
     """A new visitor opens ``url`` and asks ``query``: (s Enter → ``done``, websocket
-    frames received meanwhile and in the next 0.7 s, the last message's text)."""
+    frames received meanwhile and in the next 0.7 s, the last message's text); ``kinds``
+    gets the frames counted by type."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
@@ -823,6 +837,8 @@ def _timed_turn(browser: Any, url: str, query: str, done: str) -> tuple[float, i
         end = page.wait_for_function(done, timeout=300_000, polling=20).json_value()
         page.wait_for_timeout(700)
         frames = recorder.stop()
+        if kinds is not None:
+            kinds.update(_kinds(frames))
         press = page.evaluate("window.__press")
         text = page.evaluate(
             "() => { const m = document.querySelectorAll('[data-testid=\"stChatMessage\"]');"
@@ -844,6 +860,7 @@ def _compare_section(ctx: Context, section: Section) -> None:
             alone: dict[str, list[float]] = {MODEL: [], COMPARE_WITH: []}
             both: list[float] = []
             frames: list[int] = []
+            kinds: dict[str, int] = {}
             _timed_turn(ctx.browser, f"{app_url}/?model={MODEL}&compare={COMPARE_WITH}",
                         "script:markdown:200", DONE_TWO)  # warm-up
             for _ in range(ctx.rounds):
@@ -855,7 +872,7 @@ def _compare_section(ctx: Context, section: Section) -> None:
                     alone[model].append(wall)
                 wall, count, text = _timed_turn(
                     ctx.browser, f"{app_url}/?model={MODEL}&compare={COMPARE_WITH}",
-                    COMPARE_QUERY, DONE_TWO)
+                    COMPARE_QUERY, DONE_TWO, kinds)
                 if text.count(script.MARKDOWN_END) < 2:
                     raise AssertionError("ui compare: a side lacks its last token")
                 both.append(wall)
@@ -884,7 +901,9 @@ def _compare_section(ctx: Context, section: Section) -> None:
                      + ", ".join(f"{w:.2f}" for w in both) + "; alone (s) "
                      + "; ".join(f"{m} " + ", ".join(f"{w:.2f}" for w in v)
                                  for m, v in alone.items())
-                     + "; frames " + ", ".join(str(f) for f in frames))
+                     + "; frames " + ", ".join(str(f) for f in frames)
+                     + " (last round by type: " + ", ".join(
+                         f"{k} {v}" for k, v in sorted(kinds.items())) + ")")
 
 
 def measure(replicas: Replicas, rounds: int, sections: tuple[str, ...] = SECTIONS
