@@ -3,6 +3,7 @@ headless Chromium on ``streamlit run`` with the Qwen2.5-Max and Qwen3 replicas."
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -26,6 +27,9 @@ QWEN3_SYSTEM = "You are a helpful and harmless assistant."
 COMPARE = f"/?model=qwen-2.5-max&compare={QWEN3}"
 
 
+_TAGS = itertools.count(int(time.time() * 1000))
+
+
 def columns(page: Page):
     return last_message(page).get_by_test_id("stColumn")
 
@@ -40,7 +44,10 @@ def side_answer(page: Page, side: str) -> str:
 
 
 def slow(n: int, ms: int) -> tuple[str, str]:
-    return f"script:slow:{n}:{ms}", "".join(f"s{i} " for i in range(n)).strip()
+    """A slow script's question, unique (the replicas and their logs are shared with other
+    tests), and its exact answer."""
+    tag = next(_TAGS)
+    return f"script:slow:{n}:{ms} compare-{tag}", "".join(f"s{i} " for i in range(n)).strip()
 
 
 def ended(replica: Replica, query: str) -> dict:
