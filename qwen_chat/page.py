@@ -226,12 +226,20 @@ def switch_to(model_id: str) -> None:
     keeper().set_model(box().chat)
 
 
+# A picker's value can be the label of an option the page no longer offers: the browser
+# sends every widget's value with each click, and a click made before the page has drawn
+# the pickers of a model switch still carries the old Space's model label. Streamlit
+# hands such a value over as is; it is not a choice the user made now, so it is ignored.
+
+
 def on_pick_space() -> None:
-    switch_to(SPACES[ss.pick_space].id)
+    if ss.pick_space in SPACES:
+        switch_to(SPACES[ss.pick_space].id)
 
 
 def on_pick_model() -> None:
-    switch_to(ss.pick_model)
+    if ss.pick_model in MODELS:
+        switch_to(ss.pick_model)
 
 
 def on_system() -> None:
@@ -292,13 +300,15 @@ def on_choose(index: int, position: int) -> None:
 
 def on_compare() -> None:
     if ss.w_compare_on:
-        ss.compare = ss.get("w_compare") or default_partner(box().chat.model)
+        picked = ss.get("w_compare")
+        ss.compare = picked if picked in MODELS else default_partner(box().chat.model)
     else:
         ss.compare = None
 
 
 def on_compare_model() -> None:
-    ss.compare = ss.w_compare
+    if ss.w_compare in MODELS:
+        ss.compare = ss.w_compare
 
 
 def default_partner(model_id: str) -> str:

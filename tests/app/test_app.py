@@ -14,6 +14,7 @@ import time
 
 import pytest
 import streamlit as st
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 from streamlit.testing.v1 import AppTest
@@ -220,6 +221,27 @@ def test_export_then_import_continues_the_conversation(spaces):
     assert shown_answer(other) == max_echo(
         "what did I say?", [("remember this", first)], system="Be brief."
     ).strip()
+
+
+def test_a_click_sent_before_the_new_pickers_were_drawn_does_not_switch_back_or_fail(
+    spaces, monkeypatch
+):
+    """A Space change, then Regenerate at once: the browser sends every widget's value
+    with the click, and the Model picker's is still the old Space's label, which the new
+    options lack. The page must answer with the new model, not fail or switch back."""
+    at = send(new_app(), "two versions")
+    at.selectbox(key="pick_space").set_value("Qwen/Qwen3-Demo").run()
+    picker = at.selectbox(key="pick_model")
+    stale = WidgetState(id=picker.id, string_value="Qwen2.5-Max")  # what the browser had
+    shown_state = type(picker)._widget_state
+    monkeypatch.setattr(type(picker), "_widget_state", property(
+        lambda self: stale if self.id == picker.id else shown_state.fget(self)))
+    at.button(key="regenerate").click().run()
+    assert not at.exception
+    assert chat(at).model == "qwen3-235b-a22b"
+    assert at.query_params["model"] == "qwen3-235b-a22b"
+    assert "variant=qwen3-235b-a22b" in chat(at).messages[-1].content
+    assert at.text_area(key="w_system").value == QWEN3_SYSTEM
 
 
 def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_is_lost(spaces):
