@@ -352,13 +352,14 @@ def _last_marker(query: str, answer: str) -> str:
     return answer.rstrip().rsplit(" ", 1)[-1]
 
 
-def _open(context: Any, app_url: str) -> tuple[Any, Recorder]:
+def _open(context: Any, app_url: str, path: str = f"/?model={MODEL}",
+          watch: str = WATCH) -> tuple[Any, Recorder]:
     page = context.new_page()
     recorder = Recorder(page)
-    page.goto(f"{app_url}/?model={MODEL}")
+    page.goto(app_url + path)
     page.locator('[data-testid="stChatInputTextArea"]').wait_for(timeout=60_000)
     page.wait_for_timeout(800)  # let the first run settle
-    page.evaluate(WATCH)
+    page.evaluate(watch)
     return page, recorder
 
 
@@ -817,20 +818,15 @@ def _kinds(frames: list[tuple[float, bytes]]) -> dict[str, int]:
     return out
 
 
-def _timed_turn(browser: Any, url: str, query: str, done: str,
+def _timed_turn(browser: Any, app_url: str, path: str, query: str, done: str,
                 kinds: dict[str, int] | None = None) -> tuple[float, int, str]:
-    """A new visitor opens ``url`` and asks ``query``: (s Enter → ``done``, websocket
+    """A new visitor opens ``path`` and asks ``query``: (s Enter → ``done``, websocket
     frames received meanwhile and in the next 0.7 s, the last message's text); ``kinds``
     gets the frames counted by type."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
-        page = context.new_page()
-        recorder = Recorder(page)
-        page.goto(url)
+        page, recorder = _open(context, app_url, path, PRESS)
         box = page.locator('[data-testid="stChatInputTextArea"]')
-        box.wait_for(timeout=60_000)
-        page.wait_for_timeout(800)
-        page.evaluate(PRESS)
         box.fill(query)
         recorder.start()
         box.press("Enter")
@@ -861,17 +857,17 @@ def _compare_section(ctx: Context, section: Section) -> None:
             both: list[float] = []
             frames: list[int] = []
             kinds: dict[str, int] = {}
-            _timed_turn(ctx.browser, f"{app_url}/?model={MODEL}&compare={COMPARE_WITH}",
+            _timed_turn(ctx.browser, app_url, f"/?model={MODEL}&compare={COMPARE_WITH}",
                         "script:markdown:200", DONE_TWO)  # warm-up
             for _ in range(ctx.rounds):
                 for model in alone:
-                    wall, _, text = _timed_turn(ctx.browser, f"{app_url}/?model={model}",
+                    wall, _, text = _timed_turn(ctx.browser, app_url, f"/?model={model}",
                                                 COMPARE_QUERY, DONE_ONE)
                     if script.MARKDOWN_END not in text:
                         raise AssertionError(f"ui compare: {model} alone lacks its last token")
                     alone[model].append(wall)
                 wall, count, text = _timed_turn(
-                    ctx.browser, f"{app_url}/?model={MODEL}&compare={COMPARE_WITH}",
+                    ctx.browser, app_url, f"/?model={MODEL}&compare={COMPARE_WITH}",
                     COMPARE_QUERY, DONE_TWO, kinds)
                 if text.count(script.MARKDOWN_END) < 2:
                     raise AssertionError("ui compare: a side lacks its last token")

@@ -81,7 +81,7 @@ class Message:
     stopped: bool = False
     error: str | None = None
     id: int | None = None  # the store's row id, once stored
-    # the failure's class (``SpaceUnavailable``...) while this session shows it; not stored
+    # the failure's class (``SpaceUnavailable``...): the page offers other models after some
     error_kind: str | None = field(default=None, compare=False)
     streaming: bool = False  # stored while it streams (another tab may be writing it)
     # questions only: the turn's other versions (earlier answers, answers to an earlier

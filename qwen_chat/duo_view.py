@@ -27,7 +27,7 @@ from .display import (
 )
 from .draft import Change, Draft
 from .duo import Duo, Ended
-from .stream_view import MAX_SHOWN_CHARS
+from .stream_view import MAX_SHOWN_CHARS, thinking_markdown
 
 __all__ = ["SideView", "DuoView", "FRAME"]
 
@@ -148,13 +148,7 @@ class SideView:
         if self._inner is None:
             with self.thinking.expander("Thinking", icon=":material/psychology:"):
                 self._inner = st.empty()
-        lines = [f"_{line}_" for line in draft.statuses[-50:]]
-        reasoning = draft.reasoning
-        if len(reasoning) > MAX_SHOWN_CHARS:
-            reasoning = "…" + reasoning[-MAX_SHOWN_CHARS:]
-        self._inner.markdown(
-            display_markdown("\n\n".join([*lines, reasoning]).strip(), images=self.images)
-        )
+        self._inner.markdown(thinking_markdown(draft, images=self.images))
 
 
 class DuoView:

@@ -845,7 +845,7 @@ def stream_answer(
             view = TurnView(images=settings.remote_images, on_event=saver.progress)
             events = qwen_core.stream_events(
                 model, conv.to_qwen_messages(chat, system),
-                base_url=settings.space_urls.get(model.space_id) or model.adapter.url(),
+                base_url=space_url(settings, model),
                 hf_token=settings.hf_token, **model_options(model, budget),
                 limits=limits_of(settings),
             )
@@ -867,6 +867,13 @@ def stream_answer(
         swapped = holder.swap(chat, ended)
         if stopped:
             holder.refresh = swapped
+
+
+def space_url(settings: Settings, model: qwen_core.Model) -> str:
+    """Where ``model``'s Space is asked: the settings' override, else its public URL
+    (never qwen_core's own reading of QWEN_SPACE_URLS, which the settings may have
+    refused)."""
+    return settings.space_urls.get(model.space_id) or model.adapter.url()
 
 
 def model_options(model: qwen_core.Model, budget: int) -> dict[str, int]:
@@ -920,7 +927,7 @@ def stream_pair(
                                           on_event=saver.progress))
             starts = [
                 partial(qwen_core.astream_events, model, conv.to_qwen_messages(chat, system),
-                        base_url=settings.space_urls.get(model.space_id) or model.adapter.url(),
+                        base_url=space_url(settings, model),
                         hf_token=settings.hf_token, limits=limits_of(settings),
                         **model_options(model, budget))
                 for model, system in zip(models, systems, strict=True)

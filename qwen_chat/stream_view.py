@@ -16,7 +16,7 @@ from .blocks import stream_blocks
 from .display import display_markdown, queue_line
 from .draft import Change, Draft, coalesce
 
-__all__ = ["TurnView", "MAX_SHOWN_CHARS"]
+__all__ = ["TurnView", "MAX_SHOWN_CHARS", "thinking_markdown"]
 
 MAX_SHOWN_CHARS = 200_000  # more is stored and downloadable, not drawn
 
@@ -91,10 +91,14 @@ class TurnView:
         if not final and now - self._shown_at < max(0.1, draft.reasoning_size / 2e6):
             return
         self._shown_at = now
-        lines = [f"_{line}_" for line in draft.statuses[-50:]]
-        reasoning = draft.reasoning
-        if len(reasoning) > MAX_SHOWN_CHARS:
-            reasoning = "…" + reasoning[-MAX_SHOWN_CHARS:]
-        self._inner.markdown(
-            display_markdown("\n\n".join([*lines, reasoning]).strip(), images=self._images)
-        )
+        self._inner.markdown(thinking_markdown(draft, images=self._images))
+
+
+def thinking_markdown(draft: Draft, *, images: bool = False) -> str:
+    """What the Thinking section shows: the last 50 status lines (in italics) and the
+    reasoning (its last :data:`MAX_SHOWN_CHARS` when longer)."""
+    lines = [f"_{line}_" for line in draft.statuses[-50:]]
+    reasoning = draft.reasoning
+    if len(reasoning) > MAX_SHOWN_CHARS:
+        reasoning = "…" + reasoning[-MAX_SHOWN_CHARS:]
+    return display_markdown("\n\n".join([*lines, reasoning]).strip(), images=images)
