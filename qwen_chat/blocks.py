@@ -33,7 +33,7 @@ __all__ = ["BlockSplitter", "split_blocks", "stream_blocks", "close_block"]
 
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
 _REFERENCE = re.compile(r" {0,3}\[[^\]\n]+\]:")
-_UNCLEAR = frozenset(" \t\r\n-+*0123456789")  # a line starting so may continue a list
+_ITEM_PREFIX = re.compile(r"[-+*]|\d{1,9}[.)]?")  # may still become a list item's marker
 
 
 class BlockSplitter:
@@ -58,11 +58,11 @@ class BlockSplitter:
             end = text.find("\n", self._pos)
             if end < 0:
                 if not final:
-                    # most paragraphs start with a letter: then the cut before them is
-                    # clear from their first character, without waiting for the line
-                    if self._blank and text[self._pos] not in _UNCLEAR:
+                    # the cut before a line is mostly clear from its first characters
+                    # (a list item's marker): no need to wait for the whole line
+                    if self._blank and (early := self._early(text[self._pos:])) is not None:
                         self._blank = False
-                        if self._cut_allowed(text[self._pos]):
+                        if early:
                             new.append(self._cut(self._pos))
                     break
                 end = n
@@ -80,6 +80,18 @@ class BlockSplitter:
         """Offset of a place after a blank line where a cut is not decided yet (the next
         line is not long enough to tell); text past it may still go to another block."""
         return self._pos if self._blank else None
+
+    def _early(self, partial: str) -> bool | None:
+        """Whether a cut goes before a line of which only ``partial`` has come (the
+        same answer as for the whole line), or None while its first characters cannot
+        tell: blank so far, or, in a list, what may still become another item's marker
+        (``-``, ``12``, ``3.``)."""
+        first = partial[0]
+        if first in " \t\r":
+            return False if partial.strip() else None  # indented: never a cut
+        if self._in_list and _ITEM_PREFIX.fullmatch(partial):
+            return None
+        return self._cut_allowed(partial)
 
     def _cut_allowed(self, line: str) -> bool:
         return (not self.disabled and line[0] not in " \t"

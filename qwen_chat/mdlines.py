@@ -96,4 +96,12 @@ class LineKinds:
 def maybe_block_start(line: str) -> bool:
     """An unfinished line that may still turn out to open a fence or an HTML block."""
     stripped = line.lstrip(" ")
-    return len(line) - len(stripped) <= 3 and stripped[:1] in ("`", "~", "<")
+    if len(line) - len(stripped) > 3 or not stripped:
+        return False
+    first = stripped[0]
+    if first in "`~":  # a fence needs three: "`x` is ..." is a paragraph
+        run = len(stripped) - len(stripped.lstrip(first))
+        return run == len(stripped) or run >= 3
+    # an HTML block starts with "<" and a letter, "/", "!" or "?"
+    return first == "<" and (len(stripped) == 1 or stripped[1].isalpha()
+                             or stripped[1] in "/!?")

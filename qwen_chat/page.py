@@ -1014,8 +1014,23 @@ def main() -> None:
                     space_verdicts(settings, ask=True))
 
 
+# Markdown with a code fence, math and an emoji shortcode, drawn hidden at the end of
+# the page: the browser loads the code highlighter, KaTeX and the emoji plugin the first
+# time a Markdown element needs them (measured: 250-400 ms each on a fresh page), and
+# that would otherwise happen while the first answer streams, freezing it.
+WARM_UP = "`x` :wave: $x^2$\n\n```python\nx = 1\n```"
+HIDE_WARM_UP = "<style>.st-key-warm-up { display: none; }</style>"
+
+
+def warm_renderers() -> None:
+    st.html(HIDE_WARM_UP)
+    with st.container(key="warm-up"):
+        st.markdown(WARM_UP)
+
+
 try:
     main()
+    warm_renderers()
 except Exception:  # a bug: the visitor gets a readable message, the log the traceback
     log.exception("the page failed")
     st.error("Something went wrong while drawing this page. Your conversation is kept; "

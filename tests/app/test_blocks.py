@@ -119,6 +119,51 @@ def test_what_is_held_back(text):
     assert display_markdown(text + "\\) `").startswith(display_markdown(text[:cut]))
 
 
+@pytest.mark.parametrize(("before", "line", "cut"), [
+    ("A paragraph.\n\n", "- an item whose line has not ended", True),
+    ("## Heading\n\n", "1. a numbered item, still streaming", True),
+    ("- item\n\n", "- another item of the same list", False),
+    ("- item\n\n", "Back to a paragraph", True),
+    ("1. first\n\n", "12. twelfth item", False),
+    ("1. first\n\n", "12 monkeys, a paragraph", True),
+    ("Text.\n\n", "    indented code", False),
+])
+def test_the_cut_before_a_line_is_known_from_its_first_characters(before, line, cut):
+    """A line streams token by token (at a model's pace a line is half a second): the
+    cut before it is decided as soon as its first characters tell, and is the one the
+    stored answer gets."""
+    splitter = BlockSplitter()
+    splitter.feed(before + line)  # the line has not ended
+    assert splitter.cuts == ([len(before)] if cut else [])
+    assert splitter.pending is None
+    assert (len(before) in BlockSplitter().feed(before + line + "\n", final=True)) == cut
+
+
+@pytest.mark.parametrize(("partial", "pending"), [
+    ("- item\n\n-", True), ("- item\n\n12", True), ("- item\n\n3.", True),
+    ("- item\n\n   ", True), ("- item\n\n- ", False), ("- item\n\n-x", False),
+])
+def test_in_a_list_the_cut_waits_only_for_the_marker(partial, pending):
+    splitter = BlockSplitter()
+    splitter.feed(partial)
+    assert (splitter.pending is not None) == pending
+
+
+@pytest.mark.parametrize("text", [
+    "Intro.\n\n`x` is inline code at the start of a line",
+    "Intro.\n\n~x~ and more",
+    "Intro.\n\n< 5 is a comparison",
+])
+def test_a_line_that_cannot_open_a_fence_or_html_is_shown_as_it_streams(text):
+    assert stable_prefix_length(text) == len(text)
+
+
+@pytest.mark.parametrize("text", ["Intro.\n\n``", "Intro.\n\n```py", "Intro.\n\n<di",
+                                  "Intro.\n\n<"])
+def test_a_line_that_may_open_a_fence_or_html_waits_for_its_end(text):
+    assert stable_prefix_length(text) == len("Intro.\n\n")
+
+
 # --- the streamed view, as st.write_stream builds it ---------------------------------------
 
 

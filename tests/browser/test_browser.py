@@ -60,6 +60,26 @@ def test_a_question_streams_in_and_the_whole_answer_stays(page: Page, server: Se
     assert page.title() == "Qwen Spaces Chat"
 
 
+def test_the_renderers_an_answer_needs_are_loaded_before_it_streams(page: Page):
+    """The browser loads the code highlighter, KaTeX and the emoji plugin on first use
+    (250-400 ms each on a fresh page, measured): a first answer with code and math froze
+    while they loaded. The page draws a hidden sample at its end, so they load with it."""
+    scripts: list[str] = []
+    page.on("request", lambda request: scripts.append(request.url)
+            if request.url.endswith(".js") else None)
+    page.reload()
+    expect(page.get_by_test_id("stChatInputTextArea")).to_be_enabled(timeout=30_000)
+    loaded = ("StreamlitSyntaxHighlighter", "rehype-katex", "remark-emoji")
+    wait_until(lambda: all(any(name in url for url in scripts) for name in loaded))
+    expect(page.locator(".st-key-warm-up")).to_be_hidden()
+    scripts.clear()
+    ask(page, "script:rich")
+    expect(last_message(page).locator("[class*=st-key-answer-]").first).to_contain_text(
+        "last line of the open fence", timeout=30_000)
+    assert last_message(page).locator(".katex").count() >= 4
+    assert scripts == []  # nothing more to load while the answer streamed
+
+
 def test_stop_keeps_the_partial_answer_marked_stopped(page: Page, server: Server):
     ask(page, "script:slow:200:50")
     message = last_message(page)
