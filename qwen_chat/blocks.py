@@ -29,7 +29,7 @@ from .display import display_markdown, stable_prefix_length
 from .draft import Draft
 from .mdlines import Kind, LineKinds
 
-__all__ = ["BlockSplitter", "split_blocks", "stream_blocks", "close_block"]
+__all__ = ["BlockSplitter", "WholeBlock", "split_blocks", "stream_blocks", "close_block"]
 
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
 _REFERENCE = re.compile(r" {0,3}\[[^\]\n]+\]:")
@@ -138,9 +138,25 @@ def close_block() -> None:
     """Yielded to ``st.write_stream`` after a finished block: it completes that element."""
 
 
+class WholeBlock:
+    """A finished block none of which is on screen yet (it came whole within one batch).
+    ``st.write_stream`` calls it, as any callable, and it draws the block as one element
+    with ``draw`` (``st.markdown``): one message to the browser, where streaming it would
+    send the open element and then its final form."""
+
+    __slots__ = ("draw", "text")
+
+    def __init__(self, text: str, draw: Callable[[str], object]) -> None:
+        self.text = text
+        self.draw = draw
+
+    def __call__(self) -> None:
+        self.draw(self.text)
+
+
 def stream_blocks(
     batches: Iterator[object], draft: Draft, restart: list[bool], *, images: bool = False,
-    cap: int | None = None,
+    cap: int | None = None, draw: Callable[[str], object] | None = None,
 ) -> Iterator[str | Callable[[], None]]:
     """What ``st.write_stream`` gets: the answer as the page will show it once stored
     (LaTeX converted, remote images disarmed, cut at ``cap``; see
@@ -149,7 +165,8 @@ def stream_blocks(
     completed and closed with a no-op callable — ``st.write_stream`` then turns it
     into an element of its own, sent once — and only the open block after it is
     re-sent on each flush, so the bytes sent grow with the answer, not its square.
-    Within the open block only what later text cannot change is shown
+    A block that came whole within one batch is drawn at once (:class:`WholeBlock`,
+    with ``draw``). Within the open block only what later text cannot change is shown
     (:func:`~qwen_chat.display.stable_prefix_length`), so it only grows."""
     splitter = BlockSplitter()
     rewrites = draft.rewrites
@@ -174,8 +191,11 @@ def stream_blocks(
             if not block.startswith(shown):  # not expected (see the tests): redraw
                 restart.append(True)
                 return
-            yield block[len(shown):]
-            yield close_block
+            if not shown and block and draw is not None:
+                yield WholeBlock(block, draw)
+            else:
+                yield block[len(shown):]
+                yield close_block
             done, shown = cut, ""
         tail = text[done:]
         if final:

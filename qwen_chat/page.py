@@ -16,13 +16,14 @@ import logging
 import time
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import qwen_core
 from qwen_chat import conversation as conv
-from qwen_chat import display, files
+from qwen_chat import display, files, history
 from qwen_chat.blocks import split_blocks
 from qwen_chat.conversation import Chat, ChatBox, Message, Role
 from qwen_chat.draft import Draft
@@ -653,13 +654,50 @@ def show_text(text: str, settings: Settings, key: str) -> None:
 
 
 def show_history(chat: Chat, settings: Settings) -> None:
+    """The conversation, in one container; a run that streams the answer to a question
+    just asked leaves that container as the page shows it and draws only the question
+    (see :mod:`qwen_chat.history`), so the answer's first text is not queued behind the
+    whole history."""
+    container = st.container(key="history")
+    path = container_path(container)
+    if path is not None and history.can_keep(chat, ss.get("drawn_history"), path):
+        ss.drawn_history = None  # the final rerun draws it all again
+        show_messages(chat, settings, len(chat.messages) - 1)
+    else:
+        with container:
+            start = 0
+            if len(chat.messages) > SHOWN_MESSAGES and not ss.get("show_all"):
+                start = len(chat.messages) - SHOWN_MESSAGES
+                st.button(f"Show {start:,} earlier messages", icon=":material/expand_less:",
+                          on_click=on_show_all, key="show_all_btn", type="tertiary")
+            pair = show_messages(chat, settings, start)
+        ss.drawn_history = None if path is None else history.drawn(
+            chat, path, start, plain=pair is None and not ss.editing)
+    if conv.can_regenerate(chat) and not ss.editing:
+        failed = chat.messages[-1].error is not None
+        unanswered = chat.messages[-1].role is Role.USER
+        row = st.container(horizontal=True)
+        row.button(
+            "Retry" if failed else "Answer" if unanswered else "Regenerate",
+            icon=":material/refresh:", on_click=on_regenerate, key="regenerate",
+            type="primary" if failed else "secondary",
+        )
+        row.button("Edit question", icon=":material/edit:", on_click=on_edit,
+                   args=(True,), key="edit")
+
+
+def container_path(container: DeltaGenerator) -> tuple[int, ...] | None:
+    """Where ``container`` is on the page (Streamlit's delta path), if Streamlit says."""
+    try:
+        return tuple(container._block_delta_path) or None
+    except Exception:  # noqa: BLE001 - a private attribute: without it, nothing is kept
+        return None
+
+
+def show_messages(chat: Chat, settings: Settings, start: int) -> tuple[int, int] | None:
+    """``chat.messages[start:]``; returns the comparison shown with the last answer."""
     editable = conv.last_user_index(chat) if ss.editing else None
     pair = compare_pair(chat, ss.get("compare"))
-    start = 0
-    if len(chat.messages) > SHOWN_MESSAGES and not ss.get("show_all"):
-        start = len(chat.messages) - SHOWN_MESSAGES
-        st.button(f"Show {start:,} earlier messages", icon=":material/expand_less:",
-                  on_click=on_show_all, key="show_all_btn", type="tertiary")
     for i in range(start, len(chat.messages)):
         message = chat.messages[i]
         if message.role is Role.USER:
@@ -678,17 +716,7 @@ def show_history(chat: Chat, settings: Settings) -> None:
             show_answer(chat, message, i, settings)
             if i > 0 and chat.messages[i - 1].role is Role.USER and chat.messages[i - 1].others:
                 show_pager(chat, i - 1)
-    if conv.can_regenerate(chat) and not ss.editing:
-        failed = chat.messages[-1].error is not None
-        unanswered = chat.messages[-1].role is Role.USER
-        row = st.container(horizontal=True)
-        row.button(
-            "Retry" if failed else "Answer" if unanswered else "Regenerate",
-            icon=":material/refresh:", on_click=on_regenerate, key="regenerate",
-            type="primary" if failed else "secondary",
-        )
-        row.button("Edit question", icon=":material/edit:", on_click=on_edit,
-                   args=(True,), key="edit")
+    return pair
 
 
 def show_answer(chat: Chat, message: Message, i: int, settings: Settings,
@@ -816,7 +844,34 @@ def stream_turn(settings: Settings, from_chat_input: bool) -> None:
     holder = box()  # fetched now: after Stop, st.session_state raises on every access
     with holder.turn():
         stream_answer(holder, keeper(), settings, from_chat_input, ss.budget)
+    wait_until_sent()
     st.rerun()
+
+
+def wait_until_sent(limit: float = 0.5) -> None:
+    """Streamlit drops a run's messages not yet sent when the next run starts. Before the
+    rerun that follows a stream, wait (at most ``limit`` seconds) until the stream's last
+    deltas have left for the browser, so the live answer ends whole rather than jumping
+    to the stored one. Streamlit's flush loop sends every 5 ms; measured in the render
+    test, without this wait 4 of 5 streams under load lost their last deltas."""
+    queue = browser_queue()
+    deadline = time.monotonic() + limit
+    while queue is not None and not queue.is_empty() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def browser_queue() -> Any:
+    """This session's queue of messages to the browser (Streamlit internals: None if
+    they have moved)."""
+    try:
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        info = Runtime.instance()._session_mgr.get_session_info(ctx.session_id)
+        return info.session._browser_queue
+    except Exception:  # noqa: BLE001 - internals: without them, no wait
+        return None
 
 
 def stream_answer(
@@ -895,6 +950,7 @@ def stream_compare(settings: Settings, from_chat_input: bool) -> None:
     systems = (current_system(models[0]), system_for(models[1]))
     with holder.turn():
         stream_pair(holder, keeper(), settings, from_chat_input, ss.budget, models, systems)
+    wait_until_sent()
     st.rerun()
 
 
@@ -979,7 +1035,20 @@ def first_turn(prompt: str, model: qwen_core.Model) -> bool:
     return True
 
 
+# Sent first on every run (Streamlit drops a run's styles when the next one starts):
+# - the renderers' warm-up sample (see warm_renderers) is never seen;
+# - the history a streaming run keeps from the run before (qwen_chat.history) is
+#   Streamlit's "stale" until that run ends, and would be faded for the whole answer.
+PAGE_CSS = """<style>
+.st-key-warm-up { display: none; }
+.st-key-history [data-stale="true"], .st-key-history [data-testid="stChatMessage"] {
+  opacity: 1 !important; }
+</style>"""
+
+
 def main() -> None:
+    st.html(PAGE_CSS)
+    warm_renderers()
     settings = current_settings()
     init_state(make_keeper(settings))
     states_slot = sidebar(settings)
@@ -1014,23 +1083,22 @@ def main() -> None:
                     space_verdicts(settings, ask=True))
 
 
-# Markdown with a code fence, math and an emoji shortcode, drawn hidden at the end of
-# the page: the browser loads the code highlighter, KaTeX and the emoji plugin the first
-# time a Markdown element needs them (measured: 250-400 ms each on a fresh page), and
-# that would otherwise happen while the first answer streams, freezing it.
+# Markdown with a code fence, math and an emoji shortcode, drawn hidden first on every
+# run (always the same first element: while a run streams, Streamlit hands a stale
+# block's children to whatever new block takes its place). The browser loads the code
+# highlighter, KaTeX and the emoji plugin the first time a Markdown element needs them
+# (measured: 250-400 ms each on a fresh page); without this, that happened while the
+# first answer streamed, freezing it.
 WARM_UP = "`x` :wave: $x^2$\n\n```python\nx = 1\n```"
-HIDE_WARM_UP = "<style>.st-key-warm-up { display: none; }</style>"
 
 
 def warm_renderers() -> None:
-    st.html(HIDE_WARM_UP)
-    with st.container(key="warm-up"):
+    with st.container(key="warm-up"):  # hidden by PAGE_CSS
         st.markdown(WARM_UP)
 
 
 try:
     main()
-    warm_renderers()
 except Exception:  # a bug: the visitor gets a readable message, the log the traceback
     log.exception("the page failed")
     st.error("Something went wrong while drawing this page. Your conversation is kept; "

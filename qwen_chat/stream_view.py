@@ -45,7 +45,7 @@ class TurnView:
             restart: list[bool] = []
             with self.answer.container(key="answer-live"):
                 st.write_stream(stream_blocks(batches, draft, restart, images=self._images,
-                                              cap=MAX_SHOWN_CHARS))
+                                              cap=MAX_SHOWN_CHARS, draw=st.markdown))
             if not restart:
                 break  # else: the Space rewrote its answer: draw it anew
         self._show_thinking(draft, final=True)

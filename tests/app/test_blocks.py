@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from qwen_chat.blocks import BlockSplitter, split_blocks
+from qwen_chat.blocks import BlockSplitter, WholeBlock, split_blocks
 from qwen_chat.display import display_markdown, stable_prefix_length
 
 MD = MarkdownIt("commonmark").enable("table")
@@ -175,6 +175,13 @@ def elements_of(chunks) -> tuple[list[str], list[list[str]]]:
     sent: list[list[str]] = []
     current = None
     for chunk in chunks:
+        if isinstance(chunk, WholeBlock):  # drawn as one element, sent once
+            if current is not None:
+                finals.append(current)
+                current = None
+            finals.append(chunk.text)
+            sent.append([chunk.text])
+            continue
         if callable(chunk):
             if current is not None:
                 finals.append(current)
@@ -205,7 +212,7 @@ def stream(text: str, pieces: int):
             yield text[i:i + step]
 
     restart: list[bool] = []
-    chunks = list(stream_blocks(batches(), draft, restart))
+    chunks = list(stream_blocks(batches(), draft, restart, draw=print))
     return chunks, restart
 
 
@@ -225,6 +232,20 @@ def test_a_streamed_answer_ends_as_the_stored_one_is_drawn(lines, pieces):
     assert [f for f in finals if f] == expected
     for texts in sent:  # every element only grows while it streams
         assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+
+
+def test_a_block_that_comes_whole_within_a_batch_is_sent_once_as_one_element():
+    from qwen_chat.blocks import close_block
+
+    chunks, restart = stream("# Title\n\nFirst paragraph.\n\nThe open one", pieces=1)
+    assert restart == []
+    assert [c.text for c in chunks if isinstance(c, WholeBlock)] == [
+        "# Title\n\n", "First paragraph.\n\n"]
+    assert close_block not in chunks  # no element sent open, then again closed
+    assert elements_of(chunks)[0] == ["# Title\n\n", "First paragraph.\n\n", "The open one"]
+    drawn: list[str] = []
+    WholeBlock("**x**", drawn.append)()
+    assert drawn == ["**x**"]
 
 
 def test_the_bytes_sent_grow_with_the_answer_not_its_square():
