@@ -80,6 +80,33 @@ def test_the_renderers_an_answer_needs_are_loaded_before_it_streams(page: Page):
     assert scripts == []  # nothing more to load while the answer streamed
 
 
+def test_earlier_turns_stay_on_screen_untouched_while_the_next_answer_streams(page: Page):
+    """The run started by Enter does not send the conversation again (after 100 turns
+    that put 300 KB ahead of the first token): the earlier turns stay the same elements,
+    not faded as stale, and the final rerun shows the whole conversation."""
+    ask(page, "turn one")
+    first = script.expected_answer("turn one", system=MAX_SYSTEM).strip()
+    expect(last_message(page)).to_contain_text(first, timeout=30_000)
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible(timeout=30_000)
+    page.evaluate("() => { document.querySelectorAll('[data-testid=stChatMessage]')"
+                  ".forEach((m) => { m.__before = true; }); }")
+    ask(page, "script:slow:60:50")
+    live = page.locator(".st-key-answer-live")
+    expect(live).to_contain_text("s5 ", timeout=30_000)
+    kept = page.evaluate("() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
+                         ".map((m) => [m.__before === true, getComputedStyle(m).opacity,"
+                         " m.innerText])")
+    assert [k[0] for k in kept[:2]] == [True, True]  # the same nodes: nothing redrawn
+    assert [k[1] for k in kept[:2]] == ["1", "1"]  # and not faded
+    assert first in kept[1][2]
+    assert "script:slow:60:50" in kept[2][2]
+    assert page.get_by_role("button", name="Regenerate").count() == 0
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible(timeout=30_000)
+    texts = page.get_by_test_id("stChatMessage").all_inner_texts()
+    assert len(texts) == 4 and first in texts[1]
+    assert " ".join(f"s{i}" for i in range(60)) in texts[3]
+
+
 def test_stop_keeps_the_partial_answer_marked_stopped(page: Page, server: Server):
     ask(page, "script:slow:200:50")
     message = last_message(page)
