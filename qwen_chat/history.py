@@ -28,10 +28,9 @@ class Drawn:
 
     path: tuple[int, ...]
     messages: tuple[Message, ...]
-    start: int  # index of the first message shown
 
 
-def drawn(chat: Chat, path: tuple[int, ...], start: int, *, plain: bool) -> Drawn | None:
+def drawn(chat: Chat, path: tuple[int, ...], *, plain: bool) -> Drawn | None:
     """The record of a history drawn whole; None when it cannot be kept later (it shows
     controls for the last message, or nothing was drawn)."""
     if not plain or not chat.messages or chat.pending:
@@ -39,7 +38,7 @@ def drawn(chat: Chat, path: tuple[int, ...], start: int, *, plain: bool) -> Draw
     last = chat.messages[-1]
     if last.role is not Role.ASSISTANT or last.error is not None or last.streaming:
         return None
-    return Drawn(path, chat.messages, start)
+    return Drawn(path, chat.messages)
 
 
 def can_keep(chat: Chat, before: Drawn | None, path: tuple[int, ...]) -> bool:

@@ -661,8 +661,7 @@ def show_history(chat: Chat, settings: Settings) -> None:
     container = st.container(key="history")
     path = container_path(container)
     if path is not None and history.can_keep(chat, ss.get("drawn_history"), path):
-        ss.drawn_history = None  # the final rerun draws it all again
-        show_messages(chat, settings, len(chat.messages) - 1)
+        show_messages(chat, settings, len(chat.messages) - 1)  # only the new question
     else:
         with container:
             start = 0
@@ -672,7 +671,7 @@ def show_history(chat: Chat, settings: Settings) -> None:
                           on_click=on_show_all, key="show_all_btn", type="tertiary")
             pair = show_messages(chat, settings, start)
         ss.drawn_history = None if path is None else history.drawn(
-            chat, path, start, plain=pair is None and not ss.editing)
+            chat, path, plain=pair is None and not ss.editing)
     if conv.can_regenerate(chat) and not ss.editing:
         failed = chat.messages[-1].error is not None
         unanswered = chat.messages[-1].role is Role.USER

@@ -22,14 +22,14 @@ def answered(*turns: str) -> Chat:
 
 def test_a_question_just_asked_keeps_the_history_drawn_before():
     chat = answered("one", "two")
-    before = drawn(chat, PATH, 0, plain=True)
+    before = drawn(chat, PATH, plain=True)
     asked = cs.add_user(chat, "three")
     assert asked.pending and can_keep(asked, before, PATH)
 
 
 def test_nothing_is_kept_when_the_page_differs_from_what_the_run_would_draw():
     chat = answered("one", "two")
-    before = drawn(chat, PATH, 0, plain=True)
+    before = drawn(chat, PATH, plain=True)
     asked = cs.add_user(chat, "three")
     assert not can_keep(asked, before, (0, 4))  # the container moved (a notice above it)
     assert not can_keep(asked, None, PATH)  # a new session: nothing drawn yet
@@ -43,9 +43,9 @@ def test_nothing_is_kept_when_the_page_differs_from_what_the_run_would_draw():
 
 def test_a_history_with_controls_for_its_last_message_is_never_kept():
     chat = answered("one")
-    assert drawn(chat, PATH, 0, plain=False) is None  # an editor or a comparison's choice
+    assert drawn(chat, PATH, plain=False) is None  # an editor or a comparison's choice
     failed = replace(chat, messages=(*chat.messages[:-1],
                                      replace(chat.messages[-1], error="down")))
-    assert drawn(failed, PATH, 0, plain=True) is None  # "Ask another model instead"
-    assert drawn(cs.add_user(chat, "two"), PATH, 0, plain=True) is None  # unanswered
-    assert drawn(Chat(), PATH, 0, plain=True) is None
+    assert drawn(failed, PATH, plain=True) is None  # "Ask another model instead"
+    assert drawn(cs.add_user(chat, "two"), PATH, plain=True) is None  # unanswered
+    assert drawn(Chat(), PATH, plain=True) is None
